@@ -1,0 +1,69 @@
+"""All runtime configuration in one place.
+
+Every knob has a default, an environment variable (prefix ``DENDRITE_``) and a line of
+documentation. ``python -m app settings`` prints the effective values. Per-model settings
+(batching, instances, warm-up) live in each model's ``config.yaml``; the values here are
+server-wide defaults and limits.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DENDRITE_", env_file=None, extra="ignore")
+
+    # --- server -------------------------------------------------------------------------
+    host: str = Field("0.0.0.0", description="Interface the REST and gRPC servers bind to.")
+    http_port: int = Field(8000, ge=0, le=65535, description="REST (FastAPI) port.")
+    grpc_port: int = Field(8001, ge=0, le=65535, description="gRPC port; 0 picks a free port.")
+    grpc_enabled: bool = Field(True, description="Start the gRPC server beside REST.")
+    grpc_max_message_bytes: int = Field(
+        64 * 1024 * 1024, ge=4 * 1024 * 1024, description="Max gRPC message size in both directions."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    server_name: str = Field("dendrite", description="Name reported by GET /v2 (server metadata).")
+
+    # --- model repository -----------------------------------------------------------------
+    model_repository: Path = Field(Path("models"), description="Folder holding <model>/config.yaml and <model>/<version>/.")
+    model_control_mode: Literal["none", "poll", "explicit"] = Field(
+        "none",
+        description="none: load everything at start. poll: also rescan the repository every "
+        "repository_poll_seconds. explicit: load only on the repository API (plus startup_models).",
+    )
+    repository_poll_seconds: float = Field(5.0, gt=0, description="Rescan period in poll mode.")
+    startup_models: list[str] = Field(
+        default_factory=list, description="explicit mode: models loaded at start (comma separated env value is JSON list)."
+    )
+    repository_api_enabled: bool = Field(
+        False, description="Expose POST /v2/repository/models/{m}/load and /unload (off unless enabled)."
+    )
+    unload_drain_seconds: float = Field(30.0, ge=0, description="How long unloading waits for in-flight requests.")
+
+    # --- runtime (ONNX Runtime) defaults, overridable per model in config.yaml ---------------
+    intra_op_threads: int = Field(1, ge=0, description="Default intra-op threads per session (0 = ORT decides).")
+    allow_spinning: bool = Field(
+        False, description="ORT thread spin-wait. Off: spinning burns idle cores and hurts p99 beside the event loop."
+    )
+    cpu_mem_arena: bool = Field(
+        True, description="ORT CPU memory arena. The arena grows with the largest shape seen; warm-up bounds it."
+    )
+
+    # --- batching defaults ------------------------------------------------------------------
+    default_max_queue_size: int = Field(1024, ge=1, description="Per-model queue bound when config.yaml sets none.")
+    retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 503 when a queue is full.")
+
+    # --- limits -----------------------------------------------------------------------------
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    max_tensor_elements: int = Field(50_000_000, ge=1, description="Largest element count of one input tensor.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,79 @@
+"""Prometheus metrics, all prefixed ``dendrite_``, all durations in seconds as histograms
+(summaries cannot be aggregated across replicas).
+
+Each server owns one ``Metrics`` (its own registry), so several servers can live in one
+process (tests) without clashing. ``GET /metrics`` exposes ``Metrics.registry``.
+
+Average batch size is ``rate(dendrite_inference_count_total) / rate(dendrite_execution_count_total)``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+__all__ = ["Metrics", "CONTENT_TYPE"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        req = ("model", "version", "protocol")
+        mv = ("model", "version")
+        self.requests = Counter(
+            "dendrite_requests", "Inference requests by outcome (success, client_error, rejected, timeout, "
+            "unavailable, server_error).", (*req, "outcome"), registry=r)  # fmt: skip
+        self.request_duration = Histogram(
+            "dendrite_request_duration_seconds", "End-to-end request latency inside the server.", req,
+            buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.queue_duration = Histogram(
+            "dendrite_queue_duration_seconds", "Time a request waited in the batcher queue.", mv,
+            buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.compute_duration = Histogram(
+            "dendrite_compute_duration_seconds", "ONNX Runtime time per executed batch.", mv,
+            buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.batch_size = Histogram(
+            "dendrite_batch_size", "Rows per executed batch.", mv, buckets=BATCH_BUCKETS, registry=r)
+        self.inference_count = Counter(
+            "dendrite_inference_count", "Rows (samples) computed.", mv, registry=r)
+        self.execution_count = Counter(
+            "dendrite_execution_count", "Batches executed (session runs).", mv, registry=r)
+        self.pending = Gauge(
+            "dendrite_pending_requests", "Requests queued and not yet computed.", mv, registry=r)
+        self.rejected = Counter(
+            "dendrite_rejected_requests", "Requests dropped before compute, by reason (queue_full, deadline, "
+            "cancelled).", (*mv, "reason"), registry=r)  # fmt: skip
+        self.model_ready = Gauge(
+            "dendrite_model_ready", "1 when the model version serves requests, else 0.", mv, registry=r)
+        self.instance_info = Gauge(
+            "dendrite_instance_info", "One series per session instance; `provider` is what ONNX Runtime really "
+            "runs it on (session.get_providers()[0]).", (*mv, "graph", "instance", "provider"), registry=r)  # fmt: skip
+
+    def expose(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def forget_version(self, model: str, version: str) -> None:
+        """Drop per-version gauges of an unloaded version so dashboards do not show ghosts."""
+        for gauge in (self.pending, self.model_ready):
+            try:
+                gauge.remove(model, version)
+            except KeyError:
+                pass
+        for labels in list(self.instance_info._metrics):  # noqa: SLF001 - prometheus_client has no public lookup
+            if labels[0] == model and labels[1] == version:
+                self.instance_info.remove(*labels)

@@ -1,0 +1,161 @@
+"""The schema of a model's ``config.yaml`` (the Triton-style model configuration).
+
+Layout of a repository::
+
+    models/
+      <model>/
+        config.yaml          # this schema (source, committed)
+        1/                   # numbered versions (build outputs, git-ignored)
+          model.onnx         # the graph(s) named in `graphs`
+          labels.txt ...     # whatever the task needs
+          card.json          # model card written by the training module
+        2/
+
+A config error is reported with the file and the dotted field path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.errors import InvalidInput
+
+DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+)  # fmt: skip
+
+TASKS = ("generic", "image", "sentiment", "translation", "recommendation")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class TensorSpec(_Strict):
+    """One input or output. ``shape`` excludes the batch dimension when max_batch_size > 0; -1 = variable."""
+
+    name: str
+    datatype: Literal[DATATYPES]  # type: ignore[valid-type]
+    shape: list[int]
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, v: list[int]) -> list[int]:
+        if any(d < -1 or d == 0 for d in v):
+            raise ValueError("dimensions must be positive or -1 (variable)")
+        return v
+
+
+class DynamicBatching(_Strict):
+    """Triton semantics: a full batch goes at once; a partial one waits until its oldest
+    request has waited ``max_queue_delay_microseconds``."""
+
+    enabled: bool = True
+    max_queue_delay_microseconds: int = Field(0, ge=0, le=10_000_000)
+    max_queue_size: int | None = Field(None, ge=1, description="Requests queued before rejecting (None: server default).")
+    default_timeout_microseconds: int = Field(
+        0, ge=0, description="Deadline for a request that brings none (0 = none); expired queued requests are dropped."
+    )
+
+
+class InstanceGroup(_Strict):
+    count: int = Field(1, ge=1, le=64)
+    kind: Literal["cpu", "cuda"] = "cpu"
+    device_id: int = Field(0, ge=0)
+    fallback: Literal["cpu", "fail"] = Field("cpu", description="cuda requested but not running: use CPU, or fail the load.")
+    intra_op_threads: int | None = Field(None, ge=0, description="None: the server default.")
+
+
+class VersionPolicy(_Strict):
+    """Exactly one of latest / all / specific (default: latest 1)."""
+
+    latest: int | None = Field(None, ge=1)
+    all: bool = False
+    specific: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "VersionPolicy":
+        chosen = sum([self.latest is not None, self.all, self.specific is not None])
+        if chosen > 1:
+            raise ValueError("choose one of latest, all, specific")
+        if chosen == 0:
+            self.latest = 1
+        return self
+
+    def select(self, available: list[int]) -> list[int]:
+        available = sorted(available)
+        if self.all:
+            return available
+        if self.specific is not None:
+            return [v for v in available if v in set(self.specific)]
+        return available[-(self.latest or 1):]
+
+
+class Warmup(_Strict):
+    """Warm-up runs before a version reports ready: one run per batch size on every instance.
+    ``dims`` gives a size for variable (-1) non-batch dimensions, by input name."""
+
+    enabled: bool = True
+    batch_sizes: list[int] | None = Field(None, description="None: [1, max_batch_size].")
+    dims: dict[str, list[int]] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    name: str | None = Field(None, description="Defaults to the folder name; must match it when given.")
+    task: Literal[TASKS] = "generic"  # type: ignore[valid-type]
+    platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
+    graphs: dict[str, str] = Field(
+        default_factory=lambda: {"model": "model.onnx"},
+        description="Named ONNX graphs of a version (file names). The first is the one OIP infer runs by default.",
+    )
+    max_batch_size: int = Field(32, ge=0, le=4096, description="0: the model has no batch dimension; no batching.")
+    inputs: list[TensorSpec] | None = Field(None, description="None: read from the ONNX graph.")
+    outputs: list[TensorSpec] | None = None
+    dynamic_batching: DynamicBatching = Field(default_factory=DynamicBatching)
+    instance_group: InstanceGroup = Field(default_factory=InstanceGroup)
+    version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
+    warmup: Warmup = Field(default_factory=Warmup)
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Task-specific settings (labels, preprocessing).")
+
+    @field_validator("graphs")
+    @classmethod
+    def _graph_files(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("at least one graph")
+        for name, file in v.items():
+            if "/" in file or "\\" in file or file.startswith(".") or not file.endswith(".onnx"):
+                raise ValueError(f"graph {name!r}: {file!r} must be a plain .onnx file name inside the version folder")
+        return v
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 0 and self.dynamic_batching.enabled
+
+
+class ConfigError(InvalidInput):
+    """A config.yaml that cannot be used; the message names the file and the field."""
+
+
+def load_config(path: Path, folder_name: str) -> ModelConfig:
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    try:
+        cfg = ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in e['loc']) or '<root>'}': {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from exc
+    if cfg.name is not None and cfg.name != folder_name:
+        raise ConfigError(f"{path}: field 'name': {cfg.name!r} does not match its folder {folder_name!r}")
+    cfg.name = folder_name
+    return cfg
