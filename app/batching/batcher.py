@@ -1,0 +1,314 @@
+"""Dynamic batcher with Triton's semantics.
+
+- When an instance is free, queued requests join a batch in arrival order, up to
+  ``max_batch_size`` rows. A full batch goes at once; a partial batch waits until its oldest
+  request has waited ``max_queue_delay`` (0 = no waiting: whatever queued while the instances
+  were busy goes together).
+- Requests are batched only with requests of the same shape signature (non-batch dims and
+  dtypes of every input); the oldest request decides which signature goes next, so no shape
+  starves.
+- ``max_queue_size`` bounds the queue: past it, ``submit`` raises ``Overloaded`` at once.
+- A request with a deadline that is still queued when the deadline passes is dropped without
+  compute (``DeadlineExceeded``); one already computing is allowed to finish. A cancelled
+  caller (client gone) has its queued work removed.
+- Each request gets exactly its own rows back: outputs are sliced by the row offsets of the
+  concatenated batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded
+
+log = logging.getLogger(__name__)
+
+ShapeKey = tuple[tuple[str, tuple[int, ...], str], ...]
+
+
+class Runner(Protocol):
+    """What the batcher needs from a session pool."""
+
+    count: int
+    output_names: list[str]
+
+    async def run(self, instance: int, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> tuple[
+        list[np.ndarray], float]: ...  # fmt: skip
+
+
+class BatchObserver(Protocol):
+    """Metric hooks (see app.metrics); a no-op implementation is fine for tests."""
+
+    def queued(self, delta: int) -> None: ...
+    def dropped(self, reason: str) -> None: ...
+    def executed(self, rows: int, compute_s: float, queue_waits: list[float]) -> None: ...
+
+
+class NullObserver:
+    def queued(self, delta: int) -> None:
+        pass
+
+    def dropped(self, reason: str) -> None:
+        pass
+
+    def executed(self, rows: int, compute_s: float, queue_waits: list[float]) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class _Request:
+    inputs: dict[str, np.ndarray]
+    rows: int
+    key: ShapeKey
+    enqueued: float
+    deadline: float | None
+    future: asyncio.Future = field(repr=False)
+    dispatched: bool = False
+
+
+@dataclass
+class BatchResult:
+    outputs: dict[str, np.ndarray]
+    queue_seconds: float
+    compute_seconds: float
+    batch_rows: int
+
+
+def shape_key(inputs: dict[str, np.ndarray]) -> ShapeKey:
+    return tuple(sorted((name, a.shape[1:], a.dtype.str) for name, a in inputs.items()))
+
+
+class DynamicBatcher:
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        max_batch_size: int,
+        max_queue_delay_s: float = 0.0,
+        max_queue_size: int = 1024,
+        batching: bool = True,
+        retry_after_s: int = 1,
+        observer: BatchObserver | None = None,
+        name: str = "",
+    ):
+        self.runner = runner
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_size = max_queue_size
+        self.batching = batching and max_batch_size > 0
+        self.retry_after_s = retry_after_s
+        self.observer = observer or NullObserver()
+        self.name = name
+        self._queues: dict[ShapeKey, deque[_Request]] = {}
+        self._queued = 0
+        self._in_flight: set[asyncio.Task] = set()
+        self._free: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(runner.count):
+            self._free.put_nowait(i)
+        self._arrival = asyncio.Event()
+        self._accepting = True
+        self._loop_task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ public API
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher-{self.name}")
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @property
+    def busy(self) -> bool:
+        return self._queued > 0 or bool(self._in_flight)
+
+    async def submit(self, inputs: dict[str, np.ndarray], rows: int, deadline: float | None = None) -> BatchResult:
+        """Queue ``rows`` rows (every input carries them as its leading dim) and wait for them.
+
+        ``deadline`` is a ``time.monotonic()`` instant; None means no deadline.
+        """
+        if not self._accepting:
+            raise ModelNotReady(f"{self.name} is unloading and accepts no new requests")
+        if self._queued >= self.max_queue_size:
+            self.observer.dropped("queue_full")
+            raise Overloaded(
+                f"{self.name}: queue is full ({self.max_queue_size} requests waiting, "
+                "dynamic_batching.max_queue_size); retry later",
+                retry_after=self.retry_after_s,
+            )
+        now = time.monotonic()
+        if deadline is not None and deadline <= now:
+            self.observer.dropped("deadline")
+            raise DeadlineExceeded(f"{self.name}: the request's deadline had passed before it was queued")
+        req = _Request(inputs, rows, shape_key(inputs), now, deadline, asyncio.get_running_loop().create_future())
+        self._queues.setdefault(req.key, deque()).append(req)
+        self._queued += 1
+        self.observer.queued(1)
+        self._arrival.set()
+        try:
+            if deadline is None:
+                return await asyncio.shield(req.future)
+            try:
+                return await asyncio.wait_for(asyncio.shield(req.future), timeout=max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                if req.dispatched:  # already computing: let it finish rather than waste the work
+                    return await req.future
+                self._withdraw(req, "deadline")
+                raise DeadlineExceeded(
+                    f"{self.name}: deadline exceeded after {time.monotonic() - req.enqueued:.3f}s in the queue; "
+                    "dropped without compute"
+                ) from None
+        except asyncio.CancelledError:
+            if not req.dispatched:
+                self._withdraw(req, "cancelled")
+            raise
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Stop accepting, wait for queued and running work; True if everything finished in time."""
+        self._accepting = False
+        deadline = time.monotonic() + timeout_s
+        while self.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.busy
+
+    async def close(self) -> None:
+        self._accepting = False
+        for q in self._queues.values():
+            for req in q:
+                if not req.future.done():
+                    req.future.set_exception(ModelNotReady(f"{self.name} was unloaded"))
+        self._queues.clear()
+        if self._loop_task:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except asyncio.CancelledError:
+                pass
+
+    # ------------------------------------------------------------------ scheduling
+    def _withdraw(self, req: _Request, reason: str) -> None:
+        q = self._queues.get(req.key)
+        if q is not None and req in q:
+            q.remove(req)
+            self._queued -= 1
+            self.observer.queued(-1)
+            self.observer.dropped(reason)
+            if not q:
+                del self._queues[req.key]
+
+    def _oldest_key(self) -> ShapeKey | None:
+        best, best_t = None, float("inf")
+        for key, q in self._queues.items():
+            if q and q[0].enqueued < best_t:
+                best, best_t = key, q[0].enqueued
+        return best
+
+    def _expire(self, now: float) -> None:
+        """Drop queued requests whose deadline passed (their waiters raise on their own timers;
+        this keeps them out of a batch that forms in the same instant)."""
+        for key in list(self._queues):
+            q = self._queues[key]
+            for req in [r for r in q if r.deadline is not None and r.deadline <= now]:
+                self._withdraw(req, "deadline")
+                if not req.future.done():
+                    req.future.set_exception(DeadlineExceeded(f"{self.name}: deadline exceeded in the queue"))
+
+    def _collect(self, key: ShapeKey) -> tuple[list[_Request], int]:
+        q = self._queues[key]
+        batch: list[_Request] = []
+        rows = 0
+        limit = self.max_batch_size if self.batching else 0
+        for req in q:
+            if batch and (not self.batching or rows + req.rows > limit):
+                break
+            batch.append(req)
+            rows += req.rows
+        return batch, rows
+
+    async def _schedule(self) -> None:
+        while True:
+            while not self._queued:
+                self._arrival.clear()
+                await self._arrival.wait()
+            instance = await self._free.get()
+            batch: list[_Request] = []
+            while True:
+                now = time.monotonic()
+                self._expire(now)
+                key = self._oldest_key()
+                if key is None:
+                    break
+                batch, rows = self._collect(key)
+                full = not self.batching or rows >= self.max_batch_size
+                wait = batch[0].enqueued + self.max_queue_delay_s - now
+                if full or wait <= 0:
+                    break
+                self._arrival.clear()
+                try:
+                    await asyncio.wait_for(self._arrival.wait(), timeout=wait)
+                except asyncio.TimeoutError:
+                    pass
+            if not batch:
+                self._free.put_nowait(instance)
+                continue
+            q = self._queues[batch[0].key]
+            for req in batch:
+                q.popleft()
+                req.dispatched = True
+            if not q:
+                del self._queues[batch[0].key]
+            self._queued -= len(batch)
+            self.observer.queued(-len(batch))
+            task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _execute(self, instance: int, batch: list[_Request]) -> None:
+        started = time.monotonic()
+        waits = [started - r.enqueued for r in batch]
+        try:
+            if len(batch) == 1:
+                feeds = batch[0].inputs
+            else:
+                feeds = {name: np.concatenate([r.inputs[name] for r in batch]) for name in batch[0].inputs}
+            total = sum(r.rows for r in batch)
+            try:
+                outputs, compute_s = await self.runner.run(instance, feeds)
+            except Exception as exc:  # ORT errors: every request of the batch learns why
+                log.exception("%s: batch of %d rows failed", self.name, total)
+                err = InferenceFailed(f"{self.name}: inference failed: {exc}")
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(err)
+                return
+            self.observer.executed(total, compute_s, waits)
+            names = self.runner.output_names
+            offset = 0
+            for r, wait in zip(batch, waits):
+                if r.future.done():  # caller gone (cancelled while computing)
+                    offset += r.rows
+                    continue
+                if len(batch) == 1:
+                    mine = dict(zip(names, outputs))
+                else:
+                    mine = {}
+                    for name, out in zip(names, outputs):
+                        if out.ndim == 0 or out.shape[0] != total:
+                            r.future.set_exception(InferenceFailed(
+                                f"{self.name}: output {name!r} has shape {list(out.shape)}, no batch dimension "
+                                f"of {total} rows to split; set max_batch_size: 0 for this model"))  # fmt: skip
+                            break
+                        mine[name] = out[offset : offset + r.rows]
+                if not r.future.done():
+                    r.future.set_result(BatchResult(mine, wait, compute_s, total))
+                offset += r.rows
+        finally:
+            self._free.put_nowait(instance)
+            self._arrival.set()  # wake the scheduler in case it is waiting for an instance with work queued

@@ -1,0 +1,234 @@
+"""The data plane: the one core every transport calls.
+
+REST routes and gRPC methods translate their wire format into the dataclasses below, call a
+``DataPlane`` method, and translate the result back. Validation, batching, metrics and
+errors (``app.errors``) all live behind this line, so both transports behave identically.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from app import __version__
+from app.codecs.datatypes import oip_datatype
+from app.config import Settings
+from app.errors import DendriteError, Forbidden, InvalidInput, outcome_of
+from app.metrics import Metrics
+from app.repository.config import TensorSpec
+from app.repository.model import ModelVersion, State
+from app.repository.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "health", "metrics"]
+
+
+@dataclass
+class InputTensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RequestedOutput:
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InferRequest:
+    inputs: list[InputTensor]
+    outputs: list[RequestedOutput] | None = None
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OutputTensor:
+    name: str
+    datatype: str
+    shape: list[int]
+    data: np.ndarray
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InferResponse:
+    model_name: str
+    model_version: str
+    outputs: list[OutputTensor]
+    id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, repository: ModelRepository, metrics: Metrics):
+        self.settings = settings
+        self.repository = repository
+        self.metrics = metrics
+        self.started = False  # the initial repository load finished
+        self.shutting_down = False
+
+    # ------------------------------------------------------------------ health and metadata
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.started and not self.shutting_down
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": self.settings.server_name, "version": __version__, "extensions": EXTENSIONS}
+
+    def model(self, name: str, version: str | None = None) -> ModelVersion:
+        return self.repository.get(name, version)
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        return self.repository.get(name, version).state is State.READY
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        mv = self.repository.get(name, version)
+        entry = self.repository.models[name]
+        meta: dict[str, Any] = {
+            "name": name,
+            "versions": [str(v) for v in sorted(entry.versions)],
+            "platform": mv.config.platform,
+            "state": mv.state.value,
+            "task": mv.config.task,
+            "max_batch_size": mv.config.max_batch_size,
+        }
+        if mv.reason:
+            meta["reason"] = mv.reason
+        if mv.graphs:
+            g = mv.default_graph
+            lead = [-1] if mv.config.max_batch_size > 0 else []
+            meta["inputs"] = [_spec_json(s, lead) for s in g.inputs]
+            meta["outputs"] = [_spec_json(s, lead) for s in g.outputs]
+            meta["providers"] = mv.providers
+            if len(mv.graphs) > 1:
+                meta["graphs"] = {n: {"inputs": [_spec_json(s, lead) for s in gr.inputs],
+                                      "outputs": [_spec_json(s, lead) for s in gr.outputs]}
+                                  for n, gr in mv.graphs.items()}  # fmt: skip
+        else:
+            meta["inputs"], meta["outputs"] = [], []
+        return meta
+
+    # ------------------------------------------------------------------ inference
+    @contextmanager
+    def observe(self, mv: ModelVersion, protocol: str) -> Iterator[None]:
+        """Count the request by outcome and time it end to end (used by every entry point)."""
+        labels = (mv.name, str(mv.version), protocol)
+        start = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if not isinstance(error, GeneratorExit):
+                self.metrics.requests.labels(*labels, outcome_of(error)).inc()
+                self.metrics.request_duration.labels(*labels).observe(time.perf_counter() - start)
+
+    async def infer(
+        self, name: str, version: str | None, request: InferRequest, *, protocol: str, deadline: float | None = None
+    ) -> InferResponse:
+        mv = self.repository.get(name, version)
+        with self.observe(mv, protocol):
+            graph_name = request.parameters.get("graph")
+            graph = mv.graph(graph_name)
+            feeds = validate_inputs(mv, graph.inputs, request.inputs)
+            wanted = _requested_outputs(graph.outputs, request.outputs)
+            timeout_us = request.parameters.get("timeout")
+            if timeout_us is not None:
+                if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0:
+                    raise InvalidInput(f"parameter 'timeout' must be a positive integer of microseconds, got {timeout_us!r}")
+                own = time.monotonic() + timeout_us / 1e6
+                deadline = own if deadline is None else min(deadline, own)
+            result = await mv.infer(feeds, graph=graph_name, deadline=deadline)
+            outputs = []
+            for spec in graph.outputs:
+                if spec.name not in wanted:
+                    continue
+                arr = result.outputs[spec.name]
+                outputs.append(OutputTensor(spec.name, oip_datatype(arr), list(arr.shape), arr,
+                                            dict(wanted[spec.name].parameters)))  # fmt: skip
+            return InferResponse(mv.name, str(mv.version), outputs, request.id)
+
+    # ------------------------------------------------------------------ repository extension
+    def repository_index(self) -> list[dict]:
+        return self.repository.index()
+
+    def _control_allowed(self) -> None:
+        if not self.settings.repository_api_enabled:
+            raise Forbidden("the repository load/unload API is disabled (set DENDRITE_REPOSITORY_API_ENABLED=true)")
+
+    async def load_model(self, name: str) -> dict:
+        self._control_allowed()
+        entry = await self.repository.load(name)
+        rows = [r for r in self.repository.index() if r["name"] == name]
+        failed = [r for r in rows if r["state"] != "READY"]
+        if failed and not entry.ready_versions():
+            raise DendriteError(f"model {name!r} failed to load: {failed[0].get('reason') or failed[0]['state']}")
+        return {"name": name, "versions": rows}
+
+    async def unload_model(self, name: str) -> None:
+        self._control_allowed()
+        await self.repository.unload(name)
+
+
+def _spec_json(spec: TensorSpec, lead: list[int]) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": lead + spec.shape}
+
+
+def validate_inputs(mv: ModelVersion, specs: list[TensorSpec], inputs: list[InputTensor]) -> dict[str, np.ndarray]:
+    """Check names, datatypes and shapes against the model; errors say what was expected."""
+    by_spec = {s.name: s for s in specs}
+    feeds: dict[str, np.ndarray] = {}
+    batched = mv.config.max_batch_size > 0
+    rows: int | None = None
+    for t in inputs:
+        spec = by_spec.get(t.name)
+        if spec is None:
+            raise InvalidInput(f"model {mv.name!r} has no input {t.name!r} (inputs: {', '.join(by_spec)})")
+        if t.name in feeds:
+            raise InvalidInput(f"input {t.name!r} given twice")
+        if t.datatype != spec.datatype:
+            raise InvalidInput(f"input {t.name!r}: datatype {t.datatype} but model {mv.name!r} expects {spec.datatype}")
+        expected = ([-1] if batched else []) + spec.shape
+        shape = list(t.data.shape)
+        if len(shape) != len(expected) or any(e not in (-1, s) for e, s in zip(expected, shape)):
+            raise InvalidInput(f"input {t.name!r}: shape {shape} does not match the model's {expected} (-1 = any)")
+        if batched:
+            if shape[0] < 1 or shape[0] > mv.config.max_batch_size:
+                raise InvalidInput(
+                    f"input {t.name!r}: batch dimension {shape[0]} must be between 1 and max_batch_size "
+                    f"{mv.config.max_batch_size}"
+                )
+            if rows is not None and shape[0] != rows:
+                raise InvalidInput(f"inputs disagree on the batch dimension ({rows} vs {shape[0]} for {t.name!r})")
+            rows = shape[0]
+        feeds[t.name] = t.data
+    missing = [n for n in by_spec if n not in feeds]
+    if missing:
+        raise InvalidInput(f"model {mv.name!r} needs input(s) {', '.join(missing)}")
+    return feeds
+
+
+def _requested_outputs(specs: list[TensorSpec], requested: list[RequestedOutput] | None) -> dict[str, RequestedOutput]:
+    if not requested:
+        return {s.name: RequestedOutput(s.name) for s in specs}
+    names = {s.name for s in specs}
+    for r in requested:
+        if r.name not in names:
+            raise InvalidInput(f"unknown output {r.name!r} (outputs: {', '.join(sorted(names))})")
+    return {r.name: r for r in requested}
+

@@ -1,0 +1,42 @@
+"""The FastAPI application: routes only; the service's lifecycle is owned by ``app.server``."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, Response
+
+from app import __version__
+from app.metrics import CONTENT_TYPE
+from app.transports.rest import errors, oip
+
+if TYPE_CHECKING:
+    from app.server import Service
+
+
+def create_app(service: "Service") -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="Dendrite",
+        version=__version__,
+        description="Inference serving: Open Inference Protocol (KServe v2) over REST and gRPC, "
+        "dynamic batching, Prometheus metrics.",
+        lifespan=lifespan,
+    )
+    app.state.dataplane = service.dataplane
+    errors.install(app)
+    app.include_router(oip.router)
+
+    @app.get("/metrics", tags=["Observability"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        return Response(service.metrics.expose(), media_type=CONTENT_TYPE)
+
+    return app

@@ -1,0 +1,43 @@
+"""The one place REST maps errors to status codes: ``{"error": "..."}`` bodies everywhere."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app.errors import DendriteError
+
+log = logging.getLogger(__name__)
+
+
+def _describe(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DendriteError)
+    async def dendrite_error(_: Request, exc: DendriteError) -> JSONResponse:
+        if exc.http_status >= 500 and exc.http_status != 503:
+            log.error("%s: %s", type(exc).__name__, exc.message)
+        return JSONResponse({"error": exc.message}, status_code=exc.http_status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": _describe(exc)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)

@@ -1,0 +1,132 @@
+"""Open Inference Protocol (KServe v2) REST routes: thin translations onto the data plane."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.codecs import oip_rest
+from app.dataplane import DataPlane
+from app.errors import InvalidInput, PayloadTooLarge
+from app.transports.rest import schemas
+
+router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
+
+ERRORS = {code: {"model": schemas.ErrorBody} for code in (400, 403, 404, 413, 503, 504)}
+# Bodies above this are decoded on a worker thread so big JSON tensors do not stall the loop.
+OFFLOAD_DECODE_BYTES = 256 * 1024
+TIMEOUT_HEADER = "x-request-timeout"
+
+
+def plane(request: Request) -> DataPlane:
+    return request.app.state.dataplane
+
+
+@router.get("/health/live", response_model=schemas.Live, responses=ERRORS)
+async def live(request: Request):
+    ok = plane(request).live()
+    return JSONResponse({"live": ok}, status_code=200 if ok else 503)
+
+
+@router.get("/health/ready", response_model=schemas.Ready, responses=ERRORS)
+async def ready(request: Request):
+    ok = plane(request).ready()
+    return JSONResponse({"ready": ok} if ok else {"ready": False, "error": "server is not ready"},
+                        status_code=200 if ok else 503)  # fmt: skip
+
+
+@router.get("", response_model=schemas.ServerMetadata)
+async def server_metadata(request: Request):
+    return plane(request).server_metadata()
+
+
+@router.get("/models/{model}", response_model=schemas.ModelMetadata, responses=ERRORS)
+@router.get("/models/{model}/versions/{version}", response_model=schemas.ModelMetadata, responses=ERRORS)
+async def model_metadata(request: Request, model: str, version: str | None = None):
+    return plane(request).model_metadata(model, version)
+
+
+@router.get("/models/{model}/ready", response_model=schemas.ModelReadyBody, responses=ERRORS)
+@router.get("/models/{model}/versions/{version}/ready", response_model=schemas.ModelReadyBody, responses=ERRORS)
+async def model_ready(request: Request, model: str, version: str | None = None):
+    mv = plane(request).model(model, version)
+    ok = plane(request).model_ready(model, version)
+    body = {"name": model, "ready": ok}
+    if not ok:
+        body["error"] = f"model {model!r} version {mv.version} is {mv.state.value}" + (f": {mv.reason}" if mv.reason else "")
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def request_deadline(request: Request) -> float | None:
+    """``X-Request-Timeout: <seconds>``: the client's deadline, carried into the batcher."""
+    value = request.headers.get(TIMEOUT_HEADER)
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise InvalidInput(f"{TIMEOUT_HEADER} must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise InvalidInput(f"{TIMEOUT_HEADER} must be positive, got {value!r}")
+    return time.monotonic() + seconds
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit} (DENDRITE_MAX_REQUEST_BYTES)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (DENDRITE_MAX_REQUEST_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/models/{model}/infer",
+    response_model=schemas.InferResponseBody,
+    responses=ERRORS,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": schemas.InferRequestBody.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+)  # fmt: skip
+@router.post("/models/{model}/versions/{version}/infer", response_model=schemas.InferResponseBody, responses=ERRORS,
+             include_in_schema=False)  # fmt: skip
+async def infer(request: Request, model: str, version: str | None = None) -> Response:
+    dp = plane(request)
+    settings = dp.settings
+    deadline = request_deadline(request)
+    body = await read_body(request, settings.max_request_bytes)
+    header_length = request.headers.get(oip_rest.HEADER_LENGTH)
+    if len(body) > OFFLOAD_DECODE_BYTES:
+        req = await asyncio.to_thread(oip_rest.decode_request, body, header_length, max_elements=settings.max_tensor_elements)
+    else:
+        req = oip_rest.decode_request(body, header_length, max_elements=settings.max_tensor_elements)
+    resp = await dp.infer(model, version, req, protocol="rest", deadline=deadline)
+    payload, json_length = oip_rest.encode_response(resp, req)
+    if json_length is None:
+        return Response(payload, media_type="application/json")
+    return Response(payload, media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(json_length)})  # fmt: skip
+
+
+@router.get("/repository/index", response_model=list[schemas.RepositoryModel], tags=["Model repository"])
+@router.post("/repository/index", response_model=list[schemas.RepositoryModel], tags=["Model repository"],
+             include_in_schema=False)  # fmt: skip
+async def repository_index(request: Request):
+    return plane(request).repository_index()
+
+
+@router.post("/repository/models/{model}/load", tags=["Model repository"], responses=ERRORS)
+async def load_model(request: Request, model: str):
+    return await plane(request).load_model(model)
+
+
+@router.post("/repository/models/{model}/unload", tags=["Model repository"], responses=ERRORS)
+async def unload_model(request: Request, model: str):
+    await plane(request).unload_model(model)
+    return {"name": model, "unloaded": True}

@@ -1,0 +1,161 @@
+"""Test support: tiny real ONNX models built with onnx.helper, model repositories on disk,
+and a real Dendrite server on 127.0.0.1 (uvicorn in a thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+import uvicorn
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def affine_model(width: int = 4, scale: float = 2.0, bias: float = 1.0) -> onnx.ModelProto:
+    """y = x * scale + bias, and s = row sums of y: per-row outputs, so mixed-up rows show."""
+    nodes = [
+        helper.make_node("Mul", ["x", "scale"], ["xs"]),
+        helper.make_node("Add", ["xs", "bias"], ["y"]),
+        helper.make_node("ReduceSum", ["y", "axes"], ["s"], keepdims=1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(scale, np.float32), "scale"),
+        numpy_helper.from_array(np.array(bias, np.float32), "bias"),
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+    ]
+    graph = helper.make_graph(
+        nodes, "affine",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, ["batch", 1])],
+        inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=OPSET)
+
+
+IDENTITY_TYPES = {
+    "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32, "UINT64": TensorProto.UINT64, "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16, "INT32": TensorProto.INT32, "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16, "FP32": TensorProto.FLOAT, "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}  # fmt: skip
+
+
+def identity_model() -> onnx.ModelProto:
+    """One Identity per OIP datatype: input in_<DT> -> output out_<DT>, shape [batch, -1]."""
+    nodes, ins, outs = [], [], []
+    for dt, proto in IDENTITY_TYPES.items():
+        nodes.append(helper.make_node("Identity", [f"in_{dt}"], [f"out_{dt}"]))
+        ins.append(helper.make_tensor_value_info(f"in_{dt}", proto, ["batch", "n"]))
+        outs.append(helper.make_tensor_value_info(f"out_{dt}", proto, ["batch", "n"]))
+    return helper.make_model(helper.make_graph(nodes, "identity", ins, outs), opset_imports=OPSET)
+
+
+def matmul_chain_model(width: int = 512, depth: int = 8, seed: int = 0) -> onnx.ModelProto:
+    """A compute-heavy model (depth matmuls of width x width) for queueing and deadline tests."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, prev = [], [], "x"
+    for i in range(depth):
+        w = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    graph = helper.make_graph(
+        nodes, "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        inits,
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=OPSET)
+
+
+def write_model(repo: Path, name: str, model: onnx.ModelProto | bytes | None, config: dict,
+                versions: tuple[int, ...] = (1,)) -> Path:  # fmt: skip
+    """models/<name>/config.yaml plus <version>/model.onnx for each version (bytes = a corrupt file)."""
+    folder = repo / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    for v in versions:
+        target = folder / str(v) / "model.onnx"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(model, bytes):
+            target.write_bytes(model)
+        elif model is not None:
+            save(model, target)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real Dendrite REST server (uvicorn) on 127.0.0.1 in a background thread."""
+
+    def __init__(self, settings):
+        from app.server import Service
+        from app.transports.rest.app import create_app
+
+        self.service = Service(settings)
+        self.app = create_app(self.service)
+        self.port = settings.http_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.serve())
+
+    def call(self, coro, timeout: float = 60):
+        """Run a coroutine on the server's loop (e.g. a repository operation) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@contextmanager
+def live_server(repo: Path, **overrides) -> Iterator[LiveServer]:
+    from app.config import Settings
+
+    settings = Settings(model_repository=repo, http_port=free_port(), grpc_enabled=False, **overrides)
+    server = LiveServer(settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
