@@ -143,6 +143,7 @@ class DataPlane:
     ) -> InferResponse:
         mv = self.repository.get(name, version)
         with self.observe(mv, protocol):
+            mv.require_ready()
             graph_name = request.parameters.get("graph")
             graph = mv.graph(graph_name)
             feeds = validate_inputs(mv, graph.inputs, request.inputs)

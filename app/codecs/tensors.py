@@ -2,6 +2,8 @@
 (the Open Inference Protocol's binary extension and gRPC ``raw_*_contents``) <-> numpy.
 
 BYTES tensors in raw form are, per element, a 4-byte little-endian length then the bytes.
+Decoded BYTES elements are Python ``str``: ONNX Runtime string tensors hold text (it would
+turn a ``bytes`` object into the text "b'...'"), so non-UTF-8 bytes are rejected.
 Every failure is an ``InvalidInput`` naming the tensor and what was expected.
 """
 
@@ -39,6 +41,14 @@ def check_shape(name: str, shape: Any, max_elements: int) -> int:
     return count
 
 
+def _to_text(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, bytes):
+        return item.decode()
+    raise TypeError(f"BYTES elements must be strings, got {type(item).__name__}")
+
+
 def _to_bytes(item: Any) -> bytes:
     if isinstance(item, bytes):
         return item
@@ -56,7 +66,7 @@ def from_json(name: str, datatype: str, shape: list[int], data: Any, max_element
     try:
         if datatype == "BYTES":
             flat = np.asarray(data, dtype=object).ravel()
-            arr = np.fromiter((_to_bytes(x) for x in flat), dtype=object, count=flat.size)
+            arr = np.fromiter((_to_text(x) for x in flat), dtype=object, count=flat.size)
         elif datatype == "BOOL":
             arr = np.asarray(data)
             if arr.dtype != np.bool_ and arr.size:
@@ -64,7 +74,7 @@ def from_json(name: str, datatype: str, shape: list[int], data: Any, max_element
             arr = arr.astype(np.bool_, copy=False)
         else:
             arr = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"input {name!r}: data does not fit datatype {datatype}: {exc}") from None
     if arr.size != count:
         raise InvalidInput(
@@ -85,7 +95,10 @@ def from_raw(name: str, datatype: str, shape: list[int], raw: bytes | memoryview
             pos += 4
             if pos + n > len(view):
                 raise InvalidInput(f"input {name!r}: BYTES element of {n} bytes overruns the buffer")
-            items.append(bytes(view[pos : pos + n]))
+            try:
+                items.append(str(view[pos : pos + n], "utf-8"))
+            except UnicodeDecodeError:
+                raise InvalidInput(f"input {name!r}: BYTES element at offset {pos} is not UTF-8 text") from None
             pos += n
         if len(items) != count:
             raise InvalidInput(f"input {name!r}: shape {list(shape)} needs {count} BYTES elements, got {len(items)}")
@@ -116,14 +129,10 @@ def to_json_data(arr: np.ndarray) -> list | np.ndarray:
     """Flat row-major data for JSON: a contiguous numpy array (orjson writes it natively) or,
     for BYTES and FP16, a list."""
     if oip_datatype(arr) == "BYTES":
-        out = []
-        for item in arr.ravel():
-            b = _to_bytes(item)
-            try:
-                out.append(b.decode())
-            except UnicodeDecodeError:
-                raise InvalidInput("a BYTES output is not UTF-8; request it with the binary_data parameter") from None
-        return out
+        try:
+            return [_to_text(item) for item in arr.ravel()]
+        except UnicodeDecodeError:
+            raise InvalidInput("a BYTES output is not UTF-8; request it with the binary_data parameter") from None
     if arr.dtype == np.float16:
         return arr.astype(np.float32).ravel().tolist()
     return np.ascontiguousarray(arr).ravel()

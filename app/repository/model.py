@@ -93,6 +93,11 @@ class ModelVersion:
     def providers(self) -> list[str]:
         return [p for g in self.graphs.values() for p in g.pool.providers]
 
+    def require_ready(self) -> None:
+        if self.state is not State.READY:
+            raise ModelNotReady(f"model {self.name!r} version {self.version} is {self.state.value}"
+                                + (f": {self.reason}" if self.reason else ""))  # fmt: skip
+
     def graph(self, name: str | None) -> Graph:
         if name is None:
             return self.default_graph
@@ -166,9 +171,7 @@ class ModelVersion:
         self, inputs: dict[str, np.ndarray], *, graph: str | None = None, deadline: float | None = None
     ) -> BatchResult:
         """Run already-validated inputs through a graph's batcher."""
-        if self.state is not State.READY:
-            raise ModelNotReady(f"model {self.name!r} version {self.version} is {self.state.value}"
-                                + (f": {self.reason}" if self.reason else ""))  # fmt: skip
+        self.require_ready()
         g = self.graph(graph)
         assert g.batcher is not None
         rows = next(iter(inputs.values())).shape[0] if self.config.max_batch_size > 0 else 1

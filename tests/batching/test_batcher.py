@@ -1,0 +1,165 @@
+"""The dynamic batcher on real ONNX Runtime sessions (tiny models built here)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from app.batching.batcher import DynamicBatcher
+from app.errors import DeadlineExceeded, Overloaded
+from app.repository.config import InstanceGroup
+from app.runtime.session import RuntimeOptions, SessionPool
+from tests.support import affine_model, identity_model, matmul_chain_model, save
+
+
+class Observer:
+    def __init__(self):
+        self.batches: list[int] = []
+        self.reasons: list[str] = []
+        self.pending = 0
+
+    def queued(self, delta):
+        self.pending += delta
+
+    def dropped(self, reason):
+        self.reasons.append(reason)
+
+    def executed(self, rows, compute_s, waits):
+        self.batches.append(rows)
+
+
+def pool_for(tmp_path, model, name="m", count=1) -> SessionPool:
+    path = save(model, tmp_path / f"{name}.onnx")
+    return SessionPool(path, InstanceGroup(count=count), RuntimeOptions())
+
+
+async def test_every_request_gets_exactly_its_own_rows(tmp_path):
+    pool = pool_for(tmp_path, affine_model(width=4), count=2)
+    direct = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=16, max_queue_delay_s=0.002, observer=obs)
+    batcher.start()
+    rng = np.random.default_rng(1)
+    # 400 concurrent requests of 1..3 rows each, all distinct.
+    requests = [rng.standard_normal((int(rng.integers(1, 4)), 4)).astype(np.float32) for _ in range(400)]
+    results = await asyncio.gather(*(batcher.submit({"x": x}, len(x)) for x in requests))
+    for x, res in zip(requests, results):
+        y, s = direct.run(None, {"x": x})
+        np.testing.assert_allclose(res.outputs["y"], y, rtol=1e-6)
+        np.testing.assert_allclose(res.outputs["s"], s, rtol=1e-6)
+    assert sum(obs.batches) == sum(len(x) for x in requests)
+    assert len(obs.batches) < len(requests), "concurrent requests should have been batched together"
+    assert max(obs.batches) <= 16
+    assert obs.pending == 0
+    await batcher.close()
+
+
+async def test_full_batch_goes_at_once_and_partial_waits_for_the_delay(tmp_path):
+    pool = pool_for(tmp_path, affine_model())
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=4, max_queue_delay_s=0.4, observer=obs)
+    batcher.start()
+    x = np.ones((1, 4), np.float32)
+    # Four single-row requests fill the batch: nobody waits for the 0.4 s delay.
+    full = await asyncio.gather(*(batcher.submit({"x": x}, 1) for _ in range(4)))
+    assert obs.batches == [4]
+    assert all(r.queue_seconds < 0.4 for r in full)
+    # One request alone: a partial batch waits until it has waited the delay.
+    lone = await batcher.submit({"x": x}, 1)
+    assert lone.queue_seconds >= 0.4
+    assert obs.batches == [4, 1]
+    await batcher.close()
+
+
+async def test_requests_of_different_shapes_are_never_mixed(tmp_path):
+    pool = pool_for(tmp_path, identity_model())
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=32, max_queue_delay_s=0.05, observer=obs)
+    batcher.start()
+
+    def feeds(n):
+        inputs = {}
+        for dt, dtype in [("BOOL", bool), ("UINT8", np.uint8), ("UINT16", np.uint16), ("UINT32", np.uint32),
+                          ("UINT64", np.uint64), ("INT8", np.int8), ("INT16", np.int16), ("INT32", np.int32),
+                          ("INT64", np.int64), ("FP16", np.float16), ("FP32", np.float32), ("FP64", np.float64)]:
+            inputs[f"in_{dt}"] = (np.arange(n) % 2).astype(dtype).reshape(1, n)  # fmt: skip
+        inputs["in_BYTES"] = np.array([[f"w{i}" for i in range(n)]], dtype=object)
+        return inputs
+
+    widths = [3, 5, 3, 7, 5, 3]
+    results = await asyncio.gather(*(batcher.submit(feeds(n), 1) for n in widths))
+    for n, res in zip(widths, results):
+        assert res.outputs["out_FP32"].shape == (1, n)
+        assert list(res.outputs["out_BYTES"][0]) == [f"w{i}" for i in range(n)]
+    # Three shape groups (3, 5, 7): three batches of 3, 2 and 1 requests.
+    assert sorted(obs.batches) == [1, 2, 3]
+    await batcher.close()
+
+
+async def test_queue_full_rejects_at_once(tmp_path):
+    pool = pool_for(tmp_path, matmul_chain_model(width=256, depth=16))
+    obs = Observer()
+    x = np.ones((64, 256), np.float32)
+    big = DynamicBatcher(pool, max_batch_size=64, max_queue_size=3, observer=obs, retry_after_s=2)
+    big.start()
+    outcomes = await asyncio.gather(*(big.submit({"x": x}, 64) for _ in range(12)), return_exceptions=True)
+    rejected = [o for o in outcomes if isinstance(o, Overloaded)]
+    served = [o for o in outcomes if not isinstance(o, Exception)]
+    assert rejected and served
+    assert len(rejected) + len(served) == 12
+    assert rejected[0].headers["Retry-After"] == "2"
+    assert "max_queue_size" in rejected[0].message
+    assert obs.reasons.count("queue_full") == len(rejected)
+    await big.close()
+
+
+async def test_expired_request_is_dropped_without_compute(tmp_path):
+    pool = pool_for(tmp_path, matmul_chain_model(width=512, depth=16))
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=256, observer=obs)
+    batcher.start()
+    slow = np.ones((256, 512), np.float32)
+    blocker = asyncio.ensure_future(batcher.submit({"x": slow}, 256))
+    await asyncio.sleep(0.005)  # the blocker is now computing on the only instance
+    x = np.ones((3, 512), np.float32)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit({"x": x}, 3, deadline=time.monotonic() + 0.001)
+    await blocker
+    # The expired 3-row request never reached a session: only the blocker's rows were computed.
+    assert obs.batches == [256]
+    assert obs.reasons == ["deadline"]
+    assert obs.pending == 0
+    await batcher.close()
+
+
+async def test_cancelled_caller_has_its_queued_work_removed(tmp_path):
+    pool = pool_for(tmp_path, matmul_chain_model(width=512, depth=16))
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=256, observer=obs)
+    batcher.start()
+    blocker = asyncio.ensure_future(batcher.submit({"x": np.ones((256, 512), np.float32)}, 256))
+    await asyncio.sleep(0.005)
+    gone = asyncio.ensure_future(batcher.submit({"x": np.ones((2, 512), np.float32)}, 2))
+    await asyncio.sleep(0.001)
+    assert batcher.queued == 1
+    gone.cancel()
+    await asyncio.sleep(0)
+    assert batcher.queued == 0
+    await blocker
+    assert obs.batches == [256]
+    assert obs.reasons == ["cancelled"]
+    await batcher.close()
+
+
+async def test_batching_off_runs_each_request_alone(tmp_path):
+    pool = pool_for(tmp_path, affine_model())
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=16, batching=False, observer=obs)
+    batcher.start()
+    await asyncio.gather(*(batcher.submit({"x": np.ones((2, 4), np.float32)}, 2) for _ in range(20)))
+    assert obs.batches == [2] * 20
+    await batcher.close()

@@ -1,0 +1,59 @@
+"""Prometheus metrics after known traffic: counters move by exactly what was sent."""
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import affine_model, live_server, write_model
+
+
+def scrape(client) -> dict[tuple[str, tuple], float]:
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_counters_and_histograms_after_known_traffic(tmp_path):
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 8})
+    write_model(tmp_path, "corrupt", b"junk", {"max_batch_size": 8})
+    with live_server(tmp_path) as server, httpx.Client(base_url=server.url) as c:
+        before = scrape(c)
+        ok = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": np.ones(8).tolist()}]}
+        bad = {"inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": np.ones(6).tolist()}]}
+        for _ in range(5):
+            assert c.post("/v2/models/affine/infer", json=ok).status_code == 200
+        for _ in range(2):
+            assert c.post("/v2/models/affine/infer", json=bad).status_code == 400
+        assert c.post("/v2/models/corrupt/infer", json=ok).status_code == 503
+        after = scrape(c)
+
+    mv = {"model": "affine", "version": "1"}
+    rest = {**mv, "protocol": "rest"}
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("dendrite_requests_total", **rest, outcome="success") == 5
+    assert delta("dendrite_requests_total", **rest, outcome="client_error") == 2
+    assert delta("dendrite_requests_total", model="corrupt", version="1", protocol="rest", outcome="unavailable") == 1
+    assert delta("dendrite_request_duration_seconds_count", **rest) == 7
+    assert delta("dendrite_inference_count_total", **mv) == 10  # 5 requests x 2 rows
+    executions = delta("dendrite_execution_count_total", **mv)
+    assert 1 <= executions <= 5
+    assert delta("dendrite_batch_size_count", **mv) == executions
+    assert delta("dendrite_batch_size_sum", **mv) == 10
+    assert delta("dendrite_queue_duration_seconds_count", **mv) == 5
+    assert delta("dendrite_compute_duration_seconds_count", **mv) == executions
+    assert value(after, "dendrite_pending_requests", **mv) == 0
+    assert value(after, "dendrite_model_ready", **mv) == 1
+    assert value(after, "dendrite_model_ready", model="corrupt", version="1") == 0
+    assert value(after, "dendrite_instance_info", **mv, graph="model", instance="0", provider="CPUExecutionProvider") == 1
+    assert value(after, "process_resident_memory_bytes") > 0
