@@ -127,7 +127,7 @@ def panels() -> list[tuple[dict, int, int]]:
     add(stat("Model versions not ready", "Loaded model versions that do not serve (failed load or warm-up). "
              "Should be 0; alert DendriteModelNotReady after 5 minutes.",
              f"count(dendrite_model_ready{{{F}}} == 0) or vector(0)", "none", [(None, "green"), (1, "red")]), 5, 4)
-    add(stat("Pending requests", "Requests queued and not yet computed, all models and instances.",
+    add(stat("Pending requests (total)", "Requests queued and not yet computed, all models and instances.",
              f"sum(dendrite_pending_requests{{{F}}})", "none", [(None, "green"), (100, "orange"), (500, "red")]), 4, 4)
 
     add(row("Traffic and errors"), 24, 1)
