@@ -34,6 +34,7 @@ def create_app(service: "Service") -> FastAPI:
     app.state.dataplane = service.dataplane
     errors.install(app)
     app.include_router(oip.router)
+    app.add_middleware(oip.InferFastPath)
 
     @app.get("/metrics", tags=["Observability"], response_class=Response)
     async def metrics(request: Request) -> Response:

@@ -22,12 +22,21 @@ def _describe(exc: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def error_response(exc: DendriteError) -> JSONResponse:
+    if exc.http_status >= 500 and exc.http_status != 503:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+    return JSONResponse({"error": exc.message}, status_code=exc.http_status, headers=exc.headers)
+
+
+def unexpected_response(exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(DendriteError)
     async def dendrite_error(_: Request, exc: DendriteError) -> JSONResponse:
-        if exc.http_status >= 500 and exc.http_status != 503:
-            log.error("%s: %s", type(exc).__name__, exc.message)
-        return JSONResponse({"error": exc.message}, status_code=exc.http_status, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -39,5 +48,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+        return unexpected_response(exc)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.codecs import oip_rest
 from app.dataplane import DataPlane
-from app.errors import InvalidInput, PayloadTooLarge
-from app.transports.rest import schemas
+from app.errors import DendriteError, InvalidInput, PayloadTooLarge
+from app.transports.rest import errors, schemas
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
 
@@ -97,6 +99,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 @router.post("/models/{model}/versions/{version}/infer", response_model=schemas.InferResponseBody, responses=ERRORS,
              include_in_schema=False)  # fmt: skip
 async def infer(request: Request, model: str, version: str | None = None) -> Response:
+    return await handle_infer(request, model, version)
+
+
+async def handle_infer(request: Request, model: str, version: str | None) -> Response:
+    """The infer route's work; also called by ``InferFastPath`` without FastAPI's routing."""
     dp = plane(request)
     settings = dp.settings
     deadline = request_deadline(request)
@@ -112,6 +119,37 @@ async def infer(request: Request, model: str, version: str | None = None) -> Res
         return Response(payload, media_type="application/json")
     return Response(payload, media_type="application/octet-stream",
                     headers={"Inference-Header-Content-Length": str(json_length)})  # fmt: skip
+
+
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+
+
+class InferFastPath:
+    """ASGI middleware serving ``POST /v2/models/{m}[/versions/{v}]/infer`` directly.
+
+    FastAPI's route matching and dependency solving cost about as much CPU as everything
+    else a small-model request does (py-spy, bench/serving.py), so the hot route skips them.
+    The FastAPI route above still documents it in the OpenAPI schema, and errors go through
+    the same mapping as every other route.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = INFER_PATH.match(scope["path"])
+            if match:
+                request = Request(scope, receive)
+                try:
+                    response = await handle_infer(request, match.group(1), match.group(2))
+                except DendriteError as exc:
+                    response = errors.error_response(exc)
+                except Exception as exc:  # noqa: BLE001 - same contract as the app's catch-all handler
+                    response = errors.unexpected_response(exc)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 @router.get("/repository/index", response_model=list[schemas.RepositoryModel], tags=["Model repository"])
