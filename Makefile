@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= cpu,dev,train
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
+PROTO_STUBS := app/transports/grpc/generated
 
 .PHONY: help install serve test protos check-protos bench data models system-deps clean
 
@@ -25,6 +26,14 @@ serve: install ## install, obtain data, train missing models (in the background)
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest -q
+
+protos: ## regenerate the gRPC stubs from protos/ into app/transports/grpc/generated/ (needs the dev extra)
+	$(BIN)/python protos/generate.py
+
+check-protos: ## CI: fail when the committed gRPC stubs differ from what `make protos` generates
+	$(MAKE) protos
+	@git diff --exit-code --stat -- $(PROTO_STUBS) && test -z "$$(git status --porcelain -- $(PROTO_STUBS))" \
+		|| { git status --short -- $(PROTO_STUBS); echo "gRPC stubs are stale: run 'make protos' and commit $(PROTO_STUBS)"; exit 1; }
 
 bench: install ## serving benchmark: throughput/latency table and plot under bench/results/
 	$(BIN)/python -m bench.serving

@@ -111,7 +111,8 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A real Dendrite REST server (uvicorn) on 127.0.0.1 in a background thread."""
+    """A real Dendrite REST server (uvicorn) on 127.0.0.1 in a background thread, plus gRPC at
+    ``grpc_target`` when the settings enable it."""
 
     def __init__(self, settings):
         from app.server import Service
@@ -130,6 +131,10 @@ class LiveServer:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self.server.serve())
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.service.grpc_port}"
 
     def call(self, coro, timeout: float = 60):
         """Run a coroutine on the server's loop (e.g. a repository operation) and wait for it."""
@@ -150,10 +155,12 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(repo: Path, **overrides) -> Iterator[LiveServer]:
+def live_server(repo: Path, *, grpc: bool = False, **overrides) -> Iterator[LiveServer]:
+    """``grpc=True`` also serves gRPC on a free port (``server.grpc_target``)."""
     from app.config import Settings
 
-    settings = Settings(model_repository=repo, http_port=free_port(), grpc_enabled=False, **overrides)
+    settings = Settings(model_repository=repo, http_port=free_port(), host="127.0.0.1", grpc_enabled=grpc,
+                        grpc_port=0, **overrides)
     server = LiveServer(settings).start()
     try:
         yield server

@@ -1,0 +1,58 @@
+"""What every gRPC handler shares: the one place errors become status codes, and the
+client's deadline as a data-plane deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any, Awaitable, Callable, TypeVar
+
+import grpc
+
+from app.errors import DendriteError
+
+log = logging.getLogger(__name__)
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+# Messages above this are decoded/encoded on a worker thread so big typed tensors (Python
+# lists of millions of numbers) do not stall the loop that REST shares. Same bound as REST.
+OFFLOAD_BYTES = 256 * 1024
+
+
+def rpc_handler(method: Handler) -> Handler:
+    """Wrap a servicer method: DendriteError -> its ``grpc_code``; anything else -> INTERNAL."""
+
+    @functools.wraps(method)
+    async def handler(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except DendriteError as exc:
+            code = grpc.StatusCode[exc.grpc_code]
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("%s: %s", type(exc).__name__, exc.message)
+            # e.g. Retry-After of a full queue: clients read it from the trailers
+            trailers = tuple((key.lower(), value) for key, value in exc.headers.items())
+            await context.abort(code, exc.message, trailing_metadata=trailers)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("unhandled error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    return handler  # type: ignore[return-value]
+
+
+def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
+    """The client's gRPC deadline as a ``time.monotonic()`` instant (None: no deadline), so the
+    batcher drops the request without compute once nobody waits for the answer."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+async def offload_if_large(size: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    if size > OFFLOAD_BYTES:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
