@@ -59,10 +59,11 @@ IDENTITY_TYPES = {
 }  # fmt: skip
 
 
-def identity_model() -> onnx.ModelProto:
+def identity_model(datatypes: tuple[str, ...] = tuple(IDENTITY_TYPES)) -> onnx.ModelProto:
     """One Identity per OIP datatype: input in_<DT> -> output out_<DT>, shape [batch, -1]."""
     nodes, ins, outs = [], [], []
-    for dt, proto in IDENTITY_TYPES.items():
+    for dt in datatypes:
+        proto = IDENTITY_TYPES[dt]
         nodes.append(helper.make_node("Identity", [f"in_{dt}"], [f"out_{dt}"]))
         ins.append(helper.make_tensor_value_info(f"in_{dt}", proto, ["batch", "n"]))
         outs.append(helper.make_tensor_value_info(f"out_{dt}", proto, ["batch", "n"]))
