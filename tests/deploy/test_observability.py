@@ -6,8 +6,9 @@ against that Prometheus.
 - Prometheus (Debian's binary) on deploy/prometheus/prometheus.yml with only the dendrite
   job's discovery replaced by a static 127.0.0.1 target and the intervals shortened; the rule
   files are the shipped ones, loaded as they are.
-- Traffic: successes (concurrent, so batches form), bad requests (400 -> client_error) and
-  requests with an already-expired deadline (504 -> timeout, rejected{reason="deadline"}).
+- Traffic: REST successes (concurrent, so batches form), bad requests (400 -> client_error),
+  requests with an already-expired deadline (504 -> timeout, rejected{reason="deadline"}), and
+  gRPC ModelInfer successes (protocol="grpc").
 - Checks: Prometheus' counts equal the traffic sent; every dashboard query (template variables
   substituted) is valid, returns series, and its legend / table columns name labels those
   series have; every variable query finds the model and instance; every alert expression is
@@ -34,7 +35,7 @@ from tests.deploy.tools import DEPLOY, ROOT, python_module, tool
 pytestmark = pytest.mark.timeout(180)
 
 MODEL = "tiny"
-N_OK, N_BAD, N_LATE = 120, 7, 5
+N_OK, N_BAD, N_LATE, N_GRPC = 120, 7, 5, 10
 RATE_WINDOW = "1m"  # stands in for $__rate_interval: covers every sample of this short test
 
 
@@ -139,7 +140,7 @@ def stack(tmp_path_factory):
         _wait(f"{base}/v2/health/ready", procs[0], "dendrite", server_log)
         prom = f"http://127.0.0.1:{prom_port}"
         _wait(f"{prom}/-/ready", procs[1], "prometheus", prom_log)
-        _send_traffic(base)
+        _send_traffic(base, grpc_port)
         _wait_for_scrape(prom, target)
         yield {"prom": prom, "target": target, "server_log": server_log}
     finally:
@@ -151,7 +152,22 @@ def _infer(client: httpx.Client, base: str, body: dict) -> int:
     return client.post(f"{base}/v2/models/{MODEL}/infer", json=body).status_code
 
 
-def _send_traffic(base: str) -> None:
+def _send_grpc(grpc_port: int) -> None:
+    import grpc
+
+    from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
+    from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
+
+    tensor = pb.ModelInferRequest.InferInputTensor(
+        name="x", datatype="FP32", shape=[1, 4], contents=pb.InferTensorContents(fp32_contents=[1, 2, 3, 4]))
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for _ in range(N_GRPC):
+            reply = stub.ModelInfer(pb.ModelInferRequest(model_name=MODEL, inputs=[tensor]), timeout=10)
+            assert reply.model_name == MODEL
+
+
+def _send_traffic(base: str, grpc_port: int) -> None:
     """Known traffic over ~5 s (several scrapes, so rates are not zero)."""
     ok = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
     bad = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
@@ -165,6 +181,7 @@ def _send_traffic(base: str) -> None:
             if wave < N_LATE:
                 statuses.append(_infer(client, base, late))
             time.sleep(1)
+        _send_grpc(grpc_port)
         for _ in range(N_BAD - 5):
             statuses.append(_infer(client, base, bad))
     assert statuses.count(200) == N_OK, statuses
@@ -188,7 +205,7 @@ def _wait_for_scrape(prom: str, target: str, timeout: float = 20) -> None:
             result = _query(prom, expr)
         except (httpx.HTTPError, AssertionError):
             result = []
-        if result and float(result[0]["value"][1]) >= N_OK + N_BAD + N_LATE:
+        if result and float(result[0]["value"][1]) >= N_OK + N_BAD + N_LATE + N_GRPC:
             time.sleep(2)  # two more scrapes and rule evaluations
             return
         time.sleep(0.5)
@@ -206,12 +223,15 @@ def test_target_is_up_and_counts_match_traffic(stack):
     assert up and up[0]["value"][1] == "1", up
     by_outcome = {r["metric"]["outcome"]: float(r["value"][1]) for r in
                   _query(prom, f'sum by (outcome) (dendrite_requests_total{{model="{MODEL}"}})')}  # fmt: skip
-    assert by_outcome == {"success": N_OK, "client_error": N_BAD, "timeout": N_LATE}
+    assert by_outcome == {"success": N_OK + N_GRPC, "client_error": N_BAD, "timeout": N_LATE}
+    by_protocol = {r["metric"]["protocol"]: float(r["value"][1]) for r in _query(
+        prom, f'sum by (protocol) (dendrite_requests_total{{model="{MODEL}", outcome="success"}})')}  # fmt: skip
+    assert by_protocol == {"rest": N_OK, "grpc": N_GRPC}
     rejected = {r["metric"]["reason"]: float(r["value"][1]) for r in
                 _query(prom, f'sum by (reason) (dendrite_rejected_requests_total{{model="{MODEL}"}})')}  # fmt: skip
     assert rejected == {"deadline": N_LATE}
     rows = _query(prom, f'sum(dendrite_inference_count_total{{model="{MODEL}"}})')
-    assert float(rows[0]["value"][1]) == N_OK  # every successful request computed exactly one row
+    assert float(rows[0]["value"][1]) == N_OK + N_GRPC  # every successful request computed exactly one row
 
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "dendrite.json"
