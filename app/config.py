@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     )
     repository_poll_seconds: float = Field(5.0, gt=0, description="Rescan period in poll mode.")
     startup_models: list[str] = Field(
-        default_factory=list, description="explicit mode: models loaded at start (comma separated env value is JSON list)."
+        default_factory=list, description='explicit mode: models loaded at start (a JSON list, e.g. ["a","b"]).'
     )
     repository_api_enabled: bool = Field(
         False, description="Expose POST /v2/repository/models/{m}/load and /unload (off unless enabled)."
@@ -67,3 +67,16 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table(settings: Settings | None = None) -> str:
+    """Markdown table of every setting: environment variable, value, meaning.
+    docs/configuration.md is this table for the defaults (a test keeps it current)."""
+    settings = settings or Settings()
+    prefix = Settings.model_config["env_prefix"]
+    rows = ["| environment variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        shown = value if not isinstance(value, Path) else str(value)
+        rows.append(f"| `{prefix}{name.upper()}` | `{shown!s}` | {field.description} |")
+    return "\n".join(rows) + "\n"
