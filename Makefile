@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
 PROTO_STUBS := app/transports/grpc/generated
 
-.PHONY: help install serve test protos check-protos bench data models system-deps clean
+.PHONY: help install serve test protos check-protos bench data models system-deps docs clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -21,11 +21,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the package with the cpu, dev and train extras
 
-serve: install ## install, obtain data, train missing models (in the background), serve REST :8000 and gRPC :8001
-	$(BIN)/python -m app serve
+# Debian packages the project needs: data sets (Fashion-MNIST, Ding de-en), wrk (bench),
+# Prometheus/promtool and docker-compose (deploy checks). Installed only when missing.
+APT_PACKAGES := dataset-fashion-mnist trans-de-en wrk prometheus docker-compose
+system-deps: ## install the Debian packages the project needs (apt; sudo when not root)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
-test: install ## run the test suite
-	$(BIN)/python -m pytest -q
+serve: install system-deps ## install, obtain data, train missing models (in the background), serve REST :8000 and gRPC :8001
+	$(BIN)/python -m app serve --train-missing
+
+test: install system-deps ## run the test suite
+	DENDRITE_REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -q
+
+docs: install ## regenerate docs/configuration.md from app/config.py
+	{ sed -n '1,/^| environment variable/p' docs/configuration.md | head -n -1; $(BIN)/python -m app settings; } > docs/configuration.md.new
+	mv docs/configuration.md.new docs/configuration.md
 
 protos: ## regenerate the gRPC stubs from protos/ into app/transports/grpc/generated/ (needs the dev extra)
 	$(BIN)/python protos/generate.py
@@ -35,8 +49,14 @@ check-protos: ## CI: fail when the committed gRPC stubs differ from what `make p
 	@git diff --exit-code --stat -- $(PROTO_STUBS) && test -z "$$(git status --porcelain -- $(PROTO_STUBS))" \
 		|| { git status --short -- $(PROTO_STUBS); echo "gRPC stubs are stale: run 'make protos' and commit $(PROTO_STUBS)"; exit 1; }
 
-bench: install ## serving benchmark: throughput/latency table and plot under bench/results/
+bench: install system-deps ## serving benchmark: throughput/latency table and plot under bench/results/
 	$(BIN)/python -m bench.serving
+
+data: install ## obtain the training data sets (Fashion-MNIST from Debian, MovieLens-100k from the recbole wheel)
+	$(BIN)/python -m app.training.data
+
+models: data ## train every default model that has no version yet, fastest first (python -m app.training all)
+	$(BIN)/python -m app.training all
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench/results
