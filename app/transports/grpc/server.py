@@ -35,7 +35,8 @@ class GrpcServer:
         oip_grpc.add_GRPCInferenceServiceServicer_to_server(oip.InferenceServicer(dataplane), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection((*HEALTH_SERVICES[1:], health.SERVICE_NAME, reflection.SERVICE_NAME),
+        # Reflection lets grpcurl and Postman discover the API without the .proto files.
+        reflection.enable_server_reflection((oip.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
                                             self.server)  # fmt: skip
         self.port: int | None = None
 
@@ -44,9 +45,9 @@ class GrpcServer:
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         self.port = self.server.add_insecure_port(address)
         await self.server.start()
-        serving = health_pb2.HealthCheckResponse.SERVING if self.dataplane.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        status = health_pb2.HealthCheckResponse
         for name in HEALTH_SERVICES:
-            await self.health.set(name, serving)
+            await self.health.set(name, status.SERVING if self.dataplane.ready() else status.NOT_SERVING)
         log.info("gRPC on %s:%d (max message %d bytes)", self.settings.host, self.port,
                  self.settings.grpc_max_message_bytes)  # fmt: skip
         return self.port
