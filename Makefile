@@ -31,7 +31,7 @@ system-deps: ## install the Debian packages the project needs (apt; sudo when no
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-serve: install system-deps ## install, obtain data, train missing models (in the background), serve REST :8000 and gRPC :8001
+serve: install system-deps data ## install, obtain data, train missing models (in the background), serve REST :8000 and gRPC :8001
 	$(BIN)/python -m app serve --train-missing
 
 test: install system-deps ## run the test suite
