@@ -7,9 +7,12 @@ little-endian layout), not with the server's codec, so a codec bug cannot hide b
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import httpx
@@ -41,6 +44,8 @@ NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.
          "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
          "FP32": np.float32, "FP64": np.float64, "BYTES": object}  # fmt: skip
 TYPED = tuple(FIELD)  # every datatype that has a typed field
+# tritonclient needs protobuf < 7 (Dendrite pins >= 7), so it lives in its own virtual environment.
+TRITONCLIENT_PYTHON = os.environ.get("DENDRITE_TRITONCLIENT_PYTHON")
 HEAVY_ROWS = 256
 
 
@@ -380,3 +385,12 @@ def test_health_turns_not_serving_when_the_server_shuts_down(tmp_path):
         watch.cancel()  # a graceful stop waits for open streams; this client is done
         stopping.join(30)
         assert not stopping.is_alive()
+
+
+@pytest.mark.skipif(not TRITONCLIENT_PYTHON, reason="set DENDRITE_TRITONCLIENT_PYTHON to a Python that has "
+                    "tritonclient[grpc] (its own venv: it needs protobuf < 7)")  # fmt: skip
+def test_tritonclient_is_wire_compatible(server):
+    probe = Path(__file__).with_name("tritonclient_probe.py")
+    done = subprocess.run([TRITONCLIENT_PYTHON, str(probe), server.grpc_target], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
