@@ -93,7 +93,8 @@ def decode_request(msg: pb.ModelInferRequest, *, max_elements: int) -> InferRequ
     raw = msg.raw_input_contents
     if raw:
         if len(raw) != len(msg.inputs):
-            raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs (one per input)")
+            raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(msg.inputs)} inputs; "
+                               "it needs one per input")
         typed = [t.name for t in msg.inputs if t.HasField("contents") and t.contents.ByteSize()]
         if typed:
             raise InvalidInput(

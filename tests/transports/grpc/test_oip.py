@@ -200,7 +200,8 @@ def test_raw_contents_for_every_datatype_incl_fp16_and_requested_outputs(stub):
     resp = stub.ModelInfer(infer_request("identity", tensors, raw=True, outputs=wanted))
     assert sorted(t.name for t in resp.outputs) == sorted(wanted) and len(resp.raw_output_contents) == 3
     bytes_at = [t.name for t in resp.outputs].index("out_BYTES")  # raw entries follow the outputs' order
-    assert resp.raw_output_contents[bytes_at] == b"\x05\x00\x00\x00hello\x06\x00\x00\x00w\xc3\xb6rld\x00\x00\x00\x00\x03\x00\x00\x00x y"
+    expected = b"\x05\x00\x00\x00hello" b"\x06\x00\x00\x00w\xc3\xb6rld" b"\x00\x00\x00\x00" b"\x03\x00\x00\x00x y"
+    assert resp.raw_output_contents[bytes_at] == expected  # 4-byte little-endian length, then UTF-8
     for name, (datatype, shape, arr) in decoded_outputs(resp).items():
         np.testing.assert_array_equal(arr, sample(datatype), err_msg=name)
 
@@ -211,16 +212,20 @@ def test_rest_and_grpc_give_identical_answers(server, stub):
              ("identity_typed", {f"in_{dt}": (dt, sample(dt)) for dt in TYPED})]  # fmt: skip
     with httpx.Client(base_url=server.url, timeout=30) as rest:
         for model, tensors in cases:
-            body = {"id": "same", "inputs": [{"name": n, "datatype": dt, "shape": list(a.shape), "data": a.ravel().tolist()}
-                                             for n, (dt, a) in tensors.items()]}  # fmt: skip
+            inputs = [{"name": n, "datatype": dt, "shape": list(a.shape), "data": a.ravel().tolist()}
+                      for n, (dt, a) in tensors.items()]  # fmt: skip
+            body = {"id": "same", "inputs": inputs}
             r = rest.post(f"/v2/models/{model}/infer", json=body)
             assert r.status_code == 200, r.text
             doc = r.json()
-            over_rest = {o["name"]: (o["datatype"], o["shape"], np.array(o["data"], dtype=NUMPY[o["datatype"]]).reshape(o["shape"]))
-                         for o in doc["outputs"]}  # fmt: skip
+            over_rest = {}
+            for o in doc["outputs"]:
+                data = np.array(o["data"], dtype=NUMPY[o["datatype"]]).reshape(o["shape"])
+                over_rest[o["name"]] = (o["datatype"], o["shape"], data)
             for raw in (False, True):
                 resp = stub.ModelInfer(infer_request(model, tensors, raw=raw, id="same"))
-                assert (resp.model_name, resp.model_version, resp.id) == (doc["model_name"], doc["model_version"], doc["id"])
+                head = (resp.model_name, resp.model_version, resp.id)
+                assert head == (doc["model_name"], doc["model_version"], doc["id"])
                 over_grpc = decoded_outputs(resp)
                 assert list(over_grpc) == list(over_rest)
                 for name, (datatype, shape, arr) in over_grpc.items():
@@ -265,8 +270,10 @@ def _in_field(datatype: str, field: str):
         (infer_request("affine", {"x": ("FP16", np.ones((1, 4), np.float16))}, raw=True),
          grpc.StatusCode.INVALID_ARGUMENT, "datatype FP16 but model 'affine' expects FP32"),
         (_contents_and_raw(), grpc.StatusCode.INVALID_ARGUMENT, "use one or the other"),
-        (_in_field("FP32", "fp64_contents"), grpc.StatusCode.INVALID_ARGUMENT, "belongs in contents.fp32_contents, got fp64_contents"),
-        (_in_field("FP16", "fp32_contents"), grpc.StatusCode.INVALID_ARGUMENT, "FP16 has no typed contents field; send it in raw_input_contents"),
+        (_in_field("FP32", "fp64_contents"), grpc.StatusCode.INVALID_ARGUMENT,
+         "belongs in contents.fp32_contents, got fp64_contents"),
+        (_in_field("FP16", "fp32_contents"), grpc.StatusCode.INVALID_ARGUMENT,
+         "FP16 has no typed contents field; send it in raw_input_contents"),
         (pb.ModelInferRequest(model_name="affine", inputs=[pb.ModelInferRequest.InferInputTensor(
             name="x", datatype="FP32", shape=[1, 4])], raw_input_contents=[b"\x00" * 12]),
          grpc.StatusCode.INVALID_ARGUMENT, "needs 16 bytes, got 12"),
@@ -316,7 +323,8 @@ def test_client_deadline_drops_the_queued_request_without_compute(server, stub):
     assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert late_after < busy_total / 2, (late_after, busy_total)  # answered at its deadline, not after the queue
     # The server dropped it from the queue: only the busy requests' rows were ever computed.
-    assert counter(server, "dendrite_inference_count_total", model="heavy", version="1") - rows_before == 8 * 4 * HEAVY_ROWS
+    rows = counter(server, "dendrite_inference_count_total", model="heavy", version="1") - rows_before
+    assert rows == 8 * 4 * HEAVY_ROWS
     dropped = sum(counter(server, "dendrite_rejected_requests_total", model="heavy", version="1", reason=r)
                   for r in ("deadline", "cancelled"))  # fmt: skip
     assert dropped == dropped_before + 1
@@ -366,7 +374,8 @@ def test_reflection_lists_and_describes_the_services(channel):
                 reflection_pb2.ServerReflectionRequest(file_containing_symbol="inference.GRPCInferenceService")]  # fmt: skip
     listing, described = list(reflect.ServerReflectionInfo(iter(requests), timeout=10))
     names = {s.name for s in listing.list_services_response.service}
-    assert {"inference.GRPCInferenceService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert {"inference.GRPCInferenceService", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection"} <= names
     (proto,) = described.file_descriptor_response.file_descriptor_proto
     file = descriptor_pb2.FileDescriptorProto.FromString(proto)
     assert file.package == "inference"
