@@ -1,0 +1,136 @@
+"""Decode an image and turn it into the float32 NCHW tensor a model expects.
+
+The settings come from ``parameters.preprocess`` of the model's ``config.yaml``::
+
+    preprocess:
+      color_mode: RGB            # Pillow mode the image is converted to: "L" (1 channel) or "RGB" (3)
+      size: [224, 224]           # height, width fed to the model
+      resize: center_crop        # "stretch": resize straight to size;
+                                 # "center_crop": shorter side to size/crop_fraction, then centre crop
+      crop_fraction: 0.875
+      mean: [127.0, 127.0, 127.0]  # per channel, in 0..255 pixel units: x' = (x - mean) / std
+      std: [128.0, 128.0, 128.0]
+
+Only numpy and Pillow: this module runs inside the server.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from app.errors import InvalidInput
+
+# Formats we promise to decode; Pillow would open more, but these are the ones tested.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+# Refuse decompression bombs before decoding the pixels (a 40-megapixel photo is plenty).
+MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    color_mode: Literal["L", "RGB"]
+    size: tuple[int, int]  # (height, width)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: Literal["stretch", "center_crop"] = "stretch"
+    crop_fraction: float = 0.875
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color_mode == "L" else 3
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> "ImagePreprocessing":
+        """Read ``parameters["preprocess"]`` of a model config; raises ValueError on a bad setting."""
+        raw = parameters["preprocess"]
+        spec = cls(
+            color_mode=raw["color_mode"],
+            size=(int(raw["size"][0]), int(raw["size"][1])),
+            mean=tuple(float(m) for m in raw["mean"]),
+            std=tuple(float(s) for s in raw["std"]),
+            resize=raw.get("resize", "stretch"),
+            crop_fraction=float(raw.get("crop_fraction", 0.875)),
+        )
+        if spec.color_mode not in ("L", "RGB"):
+            raise ValueError(f"preprocess.color_mode must be L or RGB, not {spec.color_mode!r}")
+        if spec.resize not in ("stretch", "center_crop"):
+            raise ValueError(f"preprocess.resize must be stretch or center_crop, not {spec.resize!r}")
+        if len(spec.mean) != spec.channels or len(spec.std) != spec.channels:
+            raise ValueError(f"preprocess.mean/std need {spec.channels} values for color_mode {spec.color_mode}")
+        if not 0 < spec.crop_fraction <= 1:
+            raise ValueError("preprocess.crop_fraction must be in (0, 1]")
+        return spec
+
+    def to_parameters(self) -> dict[str, Any]:
+        return {
+            "color_mode": self.color_mode,
+            "size": list(self.size),
+            "resize": self.resize,
+            "crop_fraction": self.crop_fraction,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode JPEG/PNG/WebP/BMP/GIF bytes (a GIF's first frame). Raises InvalidInput on anything else."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.format not in SUPPORTED_FORMATS:
+            raise InvalidInput(f"unsupported image format {image.format}; send one of {', '.join(SUPPORTED_FORMATS)}")
+        if image.width * image.height > MAX_PIXELS:
+            raise InvalidInput(f"image of {image.width}x{image.height} pixels exceeds {MAX_PIXELS} pixels")
+        image.seek(0)  # first frame of an animation
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInput(f"cannot decode image: {exc}") from exc
+    return image
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    if image.mode == mode:
+        return image
+    # Transparent pixels become white rather than whatever colour hides under alpha 0.
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert(mode)
+
+
+def resize_image(image: Image.Image, spec: ImagePreprocessing) -> Image.Image:
+    height, width = spec.size
+    if spec.resize == "stretch":
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        return image
+    # center_crop: scale the shorter side to size / crop_fraction, then cut the centre.
+    scale = max(height, width) / spec.crop_fraction / min(image.size)
+    scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    image = image.resize(scaled, Image.Resampling.BILINEAR)
+    left, top = (scaled[0] - width) // 2, (scaled[1] - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def image_to_tensor(image: Image.Image, spec: ImagePreprocessing) -> np.ndarray:
+    """One decoded image -> float32 array (channels, height, width), normalised."""
+    image = resize_image(_to_mode(image, spec.color_mode), spec)
+    pixels = np.asarray(image, dtype=np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    return ((pixels - mean) / std).transpose(2, 0, 1).copy()
+
+
+def preprocess(images: Sequence[bytes], spec: ImagePreprocessing) -> np.ndarray:
+    """Encoded images -> one float32 NCHW batch."""
+    if not images:
+        raise InvalidInput("no images")
+    return np.stack([image_to_tensor(decode_image(data), spec) for data in images])

@@ -1,0 +1,182 @@
+"""Recipe ``image`` -> model ``fashion-cnn``: a small BN CNN on Fashion-MNIST.
+
+Data: the official split, 60,000 training / 10,000 test images (the test set is used once, for the card;
+no model selection on it: a fixed schedule, the last epoch is exported). ``--data`` takes a folder of IDX
+files (``train``/``t10k`` prefixes) or an image folder ``{train,test}/<class>/<images>`` (converted to
+grey 28x28).
+
+Model: three conv-BN-ReLU-maxpool stages (32, 64, 128 channels), dropout, linear head; light augmentation
+(random 2-pixel shifts, horizontal flips), label smoothing, SGD with Nesterov momentum and a OneCycle
+learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.tasks.image.preprocess import ImagePreprocessing
+from app.training.data import fashion_mnist
+from app.training.data.images import ImageSplit, encode_png, is_idx_folder, load_idx_split, load_image_folder
+from app.training.export import export_onnx
+from app.training.parity import check_parity
+from app.training.progress import log, progress
+from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, Recipe
+from app.training.recipes.image_common import (
+    LABELS_FILE, MODEL_FILE, accuracy, classify_encoded, image_config, write_labels,
+)  # fmt: skip
+from app.training.reproducibility import torch_generator
+
+# Fashion-MNIST training-set pixel statistics (0..255 units), the normalisation the model is trained with.
+PIXEL_MEAN, PIXEL_STD = 72.94, 90.02
+PREPROCESS = ImagePreprocessing(color_mode="L", size=(28, 28), mean=(PIXEL_MEAN,), std=(PIXEL_STD,), resize="stretch")
+
+PROFILES = {
+    "full": {"epochs": 8, "batch_size": 256, "max_lr": 0.1, "train_subset": None, "test_subset": None},
+    "smoke": {"epochs": 1, "batch_size": 128, "max_lr": 0.05, "train_subset": 1024, "test_subset": 256},
+}
+
+
+def _stage(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+
+
+class FashionCNN(nn.Module):
+    """(batch, 1, 28, 28) normalised pixels -> (batch, classes) logits."""
+
+    def __init__(self, classes: int = 10, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*_stage(1, 32), *_stage(32, 64), *_stage(64, 128))  # 28 -> 14 -> 7 -> 3
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(128 * 3 * 3, classes))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(image))
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
+    """Random shifts of up to ``shift`` pixels (zero-padded crops) and horizontal flips, per image."""
+    n, _, h, w = batch.shape
+    padded = F.pad(batch, (shift, shift, shift, shift), value=float(batch.min()))
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h))[:, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, :]
+    shifted = padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], shifted.flip(-1), shifted)
+
+
+def normalise(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 (n, 28, 28) -> float32 (n, 1, 28, 28), the same arithmetic as app.tasks.image.preprocess."""
+    return ((torch.from_numpy(pixels).float() - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1)
+
+
+class FashionCNNRecipe(Recipe):
+    name = "fashion-cnn"
+    task = "image"
+    expected_minutes = 8.0
+    source = DataSource(
+        name="Fashion-MNIST (Zalando Research), official 60k/10k split",
+        origin=f"Debian package {fashion_mnist.DEBIAN_PACKAGE} ({fashion_mnist.DEBIAN_DIR}) or {fashion_mnist.URL}",
+        licence="MIT",
+        url="https://github.com/zalandoresearch/fashion-mnist",
+    )
+
+    def __init__(self, profile="full", data_path=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(profile, data_path)
+        self.settings = PROFILES[self.profile]
+        self.hyperparameters = {**self.settings, "optimizer": "SGD nesterov momentum 0.9", "weight_decay": 5e-4,
+                                "schedule": "OneCycle", "label_smoothing": 0.1, "augmentation": "shift<=2px, hflip"}  # fmt: skip
+
+    def load_data(self) -> DataSummary:
+        if self.data_path is None or is_idx_folder(self.data_path):
+            folder = self.data_path or fashion_mnist.obtain()
+            self.train_split, self.test_split = load_idx_split(folder, "train"), load_idx_split(folder, "t10k")
+            self.labels = fashion_mnist.CLASSES if self.data_path is None else [str(i) for i in range(int(self.train_split.labels.max()) + 1)]
+            method = "the files' own train (train-*) / test (t10k-*) split"
+        else:
+            self.train_split, self.labels = load_image_folder(self.data_path / "train", PREPROCESS)
+            self.test_split, _ = load_image_folder(self.data_path / "test", PREPROCESS, classes=self.labels)
+            folder = self.data_path
+            method = "the folders' own train/ and test/ split"
+        if self.settings["train_subset"]:
+            self.train_split = self.train_split.subset(self.settings["train_subset"])
+            self.test_split = self.test_split.subset(self.settings["test_subset"])
+            method += " (smoke profile: the first rows of each)"
+        return DataSummary(location=str(folder), splits={"train": len(self.train_split), "test": len(self.test_split)}, split_method=method)
+
+    def build_model(self) -> nn.Module:
+        return FashionCNN(classes=len(self.labels))
+
+    def train(self, model: nn.Module) -> dict[str, Any]:
+        epochs, batch_size = self.settings["epochs"], self.settings["batch_size"]
+        images, targets = normalise(self.train_split.images), torch.from_numpy(self.train_split.labels)
+        steps = (len(targets) + batch_size - 1) // batch_size
+        optimizer = torch.optim.SGD(model.parameters(), lr=self.settings["max_lr"], momentum=0.9, nesterov=True, weight_decay=5e-4)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.settings["max_lr"], total_steps=epochs * steps)
+        generator = torch_generator()
+        model.train()
+        for epoch in range(epochs):
+            order = torch.randperm(len(targets), generator=generator)
+            correct, loss_sum = 0, 0.0
+            bar = progress(range(steps), desc=f"{self.name} epoch {epoch + 1}/{epochs}", unit="batch")
+            for step in bar:
+                index = order[step * batch_size:(step + 1) * batch_size]
+                x, y = augment(images[index], generator), targets[index]
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                loss_sum += loss.item() * len(y)
+                correct += int((logits.argmax(1) == y).sum())
+            log.info("%s epoch %d/%d: train loss %.4f, train accuracy %.4f", self.name, epoch + 1, epochs,
+                     loss_sum / len(targets), correct / len(targets))  # fmt: skip
+        return {"epochs": epochs, "final_train_loss": round(loss_sum / len(targets), 4), "final_train_accuracy": round(correct / len(targets), 4)}
+
+    def export(self, model: nn.Module, version_dir: Path) -> ExportResult:
+        path = Path(version_dir) / MODEL_FILE
+        held_out = normalise(self.test_split.images[:64])
+        graph = export_onnx(model, (held_out[:2],), path, ["image"], ["logits"])
+        parity = check_parity(model, path, {"image": held_out.numpy()}, top_k=1)
+        return ExportResult(graphs={"model": graph}, parity=[parity])
+
+    def write_assets(self, version_dir: Path) -> list[str]:
+        return [write_labels(version_dir, self.labels)]
+
+    def model_config(self) -> dict[str, Any]:
+        parameters = {"labels_file": LABELS_FILE, "top_k": 3, "outputs": "logits", "preprocess": PREPROCESS.to_parameters()}
+        return image_config(parameters, max_batch_size=64, queue_delay_us=2000)
+
+    def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
+        test = self.test_split
+        encoded = [encode_png(img) for img in progress(test.images, desc="encode test images as PNG", unit="img")]
+        predictions = classify_encoded(version_dir, parameters, encoded, desc=f"{self.name} ONNX test")
+        return Evaluation(
+            metrics={"accuracy": round(accuracy(predictions, test.labels), 4)},
+            baselines=_baselines(self.train_split, test),
+            protocol="top-1 accuracy on the test split; every test image PNG-encoded and sent through the serving "
+            "preprocessing (app.tasks.image), the ONNX graph in ONNX Runtime and app.tasks.image.postprocess",
+        )
+
+
+def _baselines(train: ImageSplit, test: ImageSplit) -> dict[str, dict[str, float]]:
+    """Reference points on the same split: the majority class and a nearest-class-mean classifier on pixels."""
+    classes = int(max(train.labels.max(), test.labels.max())) + 1
+    majority = int(np.bincount(train.labels, minlength=classes).argmax())
+    x_train = train.images.reshape(len(train), -1).astype(np.float32)
+    x_test = test.images.reshape(len(test), -1).astype(np.float32)
+    present = np.unique(train.labels)
+    centroids = np.stack([x_train[train.labels == c].mean(0) for c in present])
+    distances = (x_test**2).sum(1)[:, None] - 2 * x_test @ centroids.T + (centroids**2).sum(1)[None, :]
+    nearest = present[distances.argmin(1)]
+    return {
+        "majority_class": {"accuracy": round(float(np.mean(test.labels == majority)), 4)},
+        "nearest_class_mean_pixels": {"accuracy": round(float(np.mean(test.labels == nearest)), 4)},
+    }

@@ -1,0 +1,84 @@
+"""Drive one recipe from data to a published version, and ``all``: every missing default model, fastest first."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from app.repository.config import load_config
+from app.training.card import build_card, write_card
+from app.training.recipe import Profile
+from app.training.recipes import RECIPES
+from app.training.reproducibility import DEFAULT_SEED, seed_everything
+from app.training.versioning import CONFIG_FILE, ensure_config, has_version, next_version, publish, staging_dir
+
+log = logging.getLogger("app.training")
+
+
+def run_recipe(
+    name: str,
+    *,
+    profile: Profile = "full",
+    data_path: Path | None = None,
+    repository: Path = Path("models"),
+    seed: int = DEFAULT_SEED,
+) -> Path:
+    """Train, export, check, evaluate and publish one model; returns the new version folder."""
+    if name not in RECIPES:
+        raise KeyError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    recipe = RECIPES[name](profile=profile, data_path=data_path)
+    repository = Path(repository)
+    model_dir = repository / recipe.name
+    log.info("%s: recipe %s, profile %s, repository %s", recipe.name, name, profile, repository)
+
+    seed_everything(seed)
+    data = recipe.load_data()
+    log.info("%s: data %s, splits %s", recipe.name, data.location, data.splits)
+    model = recipe.build_model()
+    parameter_count = sum(p.numel() for p in model.parameters())
+    started = time.perf_counter()
+    training = recipe.train(model)
+    training_seconds = time.perf_counter() - started
+    model.eval()
+    log.info("%s: trained in %.0f s", recipe.name, training_seconds)
+
+    # The server reads the model's config.yaml; evaluation uses the same parameters it will.
+    ensure_config(model_dir, recipe.model_config())
+    parameters = load_config(model_dir / CONFIG_FILE, recipe.name).parameters
+    with staging_dir(repository, recipe.name) as staging:
+        exported = recipe.export(model, staging)
+        assets = recipe.write_assets(staging)
+        evaluation = recipe.evaluate_onnx(staging, parameters)
+        log.info("%s: ONNX metrics %s; baselines %s", recipe.name, evaluation.metrics, evaluation.baselines)
+        version = next_version(model_dir)
+        card = build_card(
+            recipe, version=version, data=data, exported=exported, evaluation=evaluation, training=training,
+            training_seconds=training_seconds, parameter_count=parameter_count, seed=seed, assets=assets,
+        )  # fmt: skip
+        write_card(staging, card)
+        version_dir = publish(staging, version)
+    log.info("%s: published version %d at %s", recipe.name, version, version_dir)
+    return version_dir
+
+
+def default_order() -> list[str]:
+    """Recipes fastest first, so the first model answers as early as possible."""
+    return sorted(RECIPES, key=lambda name: (RECIPES[name].expected_minutes, name))
+
+
+def run_missing(repository: Path = Path("models"), profile: Profile = "full") -> dict[str, str]:
+    """Train every default model that has no version yet, fastest first. One failure does not stop the rest.
+    Returns model name -> "published <path>" / "present" / "failed: <reason>"."""
+    outcome: dict[str, str] = {}
+    for name in default_order():
+        model_name = RECIPES[name].name
+        if has_version(repository, model_name):
+            outcome[model_name] = "present"
+            continue
+        try:
+            outcome[model_name] = f"published {run_recipe(name, profile=profile, repository=repository)}"
+        except Exception as exc:  # keep going: the other models are still worth serving
+            log.exception("%s: training failed", model_name)
+            outcome[model_name] = f"failed: {exc}"
+    return outcome

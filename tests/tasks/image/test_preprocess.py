@@ -1,0 +1,81 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.errors import InvalidInput
+from app.tasks.image.preprocess import ImagePreprocessing, decode_image, image_to_tensor, preprocess
+
+GREY = ImagePreprocessing(color_mode="L", size=(28, 28), mean=(0.0,), std=(1.0,))
+RGB_CROP = ImagePreprocessing(color_mode="RGB", size=(8, 8), mean=(127.0,) * 3, std=(128.0,) * 3, resize="center_crop")
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF"])
+def test_every_promised_format_decodes_to_the_model_shape(fmt):
+    image = Image.new("RGB", (40, 30), (200, 100, 50))
+    batch = preprocess([encode(image, fmt)], RGB_CROP)
+    assert batch.shape == (1, 3, 8, 8) and batch.dtype == np.float32
+    # JPEG/WebP are lossy: compare loosely; the red channel is (200 - 127) / 128.
+    assert abs(float(batch[0, 0].mean()) - (200 - 127) / 128) < 0.05
+
+
+def test_gif_uses_the_first_frame():
+    frames = [Image.new("L", (28, 28), 10), Image.new("L", (28, 28), 250)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    tensor = preprocess([buffer.getvalue()], GREY)
+    assert tensor.shape == (1, 1, 28, 28)
+    assert float(tensor.max()) < 50
+
+
+def test_transparent_pixels_become_white_not_black():
+    image = Image.new("RGBA", (28, 28), (0, 0, 0, 0))
+    tensor = preprocess([encode(image, "PNG")], GREY)
+    assert np.allclose(tensor, 255.0)
+
+
+def test_normalisation_is_per_channel_in_pixel_units():
+    image = Image.new("RGB", (8, 8), (127, 255, 0))
+    tensor = image_to_tensor(image, RGB_CROP)
+    assert np.allclose(tensor[0], 0.0) and np.allclose(tensor[1], 1.0) and np.allclose(tensor[2], -127 / 128)
+
+
+def test_center_crop_keeps_the_middle_of_a_wide_image():
+    pixels = np.zeros((100, 300), dtype=np.uint8)
+    pixels[:, 100:200] = 255  # a white middle third
+    spec = ImagePreprocessing(color_mode="L", size=(10, 10), mean=(0.0,), std=(255.0,), resize="center_crop", crop_fraction=1.0)
+    tensor = image_to_tensor(Image.fromarray(pixels), spec)
+    # Only the white third survives (bilinear resampling softens the outermost columns a little).
+    assert tensor.shape == (1, 10, 10) and float(tensor.mean()) > 0.95 and float(tensor[:, :, 1:-1].min()) == 1.0
+
+
+def test_stretch_resizes_to_exact_size():
+    tensor = image_to_tensor(Image.new("L", (50, 20), 0), GREY)
+    assert tensor.shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20])
+def test_garbage_is_invalid_input(data):
+    with pytest.raises(InvalidInput):
+        decode_image(data)
+
+
+def test_unsupported_format_is_refused():
+    with pytest.raises(InvalidInput, match="unsupported image format"):
+        decode_image(encode(Image.new("RGB", (4, 4)), "TIFF"))
+
+
+def test_parameters_round_trip_and_validation():
+    assert ImagePreprocessing.from_parameters({"preprocess": RGB_CROP.to_parameters()}) == RGB_CROP
+    bad = {**GREY.to_parameters(), "mean": [1.0, 2.0, 3.0]}
+    with pytest.raises(ValueError, match="mean/std"):
+        ImagePreprocessing.from_parameters({"preprocess": bad})
+    with pytest.raises(ValueError, match="color_mode"):
+        ImagePreprocessing.from_parameters({"preprocess": {**GREY.to_parameters(), "color_mode": "CMYK"}})
