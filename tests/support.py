@@ -160,8 +160,8 @@ def live_server(repo: Path, *, grpc: bool = False, **overrides) -> Iterator[Live
     """``grpc=True`` also serves gRPC on a free port (``server.grpc_target``)."""
     from app.config import Settings
 
-    settings = Settings(model_repository=repo, http_port=free_port(), host="127.0.0.1", grpc_enabled=grpc,
-                        grpc_port=0, **overrides)
+    defaults = {"http_port": free_port(), "host": "127.0.0.1", "grpc_port": 0}
+    settings = Settings(model_repository=repo, grpc_enabled=grpc, **{**defaults, **overrides})
     server = LiveServer(settings).start()
     try:
         yield server

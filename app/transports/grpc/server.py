@@ -31,6 +31,9 @@ class GrpcServer:
         self.server = grpc.aio.server(options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
+            # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
+            # "fine" and silently share it. Fail at startup instead.
+            ("grpc.so_reuseport", 0),
         ])  # fmt: skip
         oip_grpc.add_GRPCInferenceServiceServicer_to_server(oip.InferenceServicer(dataplane), self.server)
         self.health = health.aio.HealthServicer()
@@ -43,7 +46,10 @@ class GrpcServer:
     async def start(self) -> int:
         """Bind (port 0 = a free port), serve, and return the bound port."""
         address = f"{self.settings.host}:{self.settings.grpc_port}"
-        self.port = self.server.add_insecure_port(address)
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise RuntimeError(f"gRPC cannot bind {address} (DENDRITE_HOST / DENDRITE_GRPC_PORT): {exc}") from None
         await self.server.start()
         status = health_pb2.HealthCheckResponse
         for name in HEALTH_SERVICES:

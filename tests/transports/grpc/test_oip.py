@@ -7,6 +7,7 @@ little-endian layout), not with the server's codec, so a codec bug cannot hide b
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import subprocess
@@ -25,6 +26,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
 from app.transports.grpc.oip import InferenceServicer
+from app.transports.grpc.server import GrpcServer
 from tests.support import (
     IDENTITY_TYPES,
     affine_model,
@@ -403,3 +405,12 @@ def test_tritonclient_is_wire_compatible(server):
     done = subprocess.run([TRITONCLIENT_PYTHON, str(probe), server.grpc_target], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+
+def test_a_taken_grpc_port_fails_startup_loudly(server):
+    """gRPC's default SO_REUSEPORT would let a second server share the port silently."""
+    settings = server.service.settings.model_copy(update={"grpc_port": server.service.grpc_port})
+    grpc_server = GrpcServer(server.service.dataplane, settings)
+    with pytest.raises(RuntimeError, match="cannot bind 127.0.0.1:.*DENDRITE_GRPC_PORT"):
+        asyncio.run(grpc_server.start())
