@@ -253,7 +253,7 @@ def _validate(resource: dict, version: str | None) -> None:
 
 def test_kustomization_lists_every_core_manifest():
     listed = {p.name for p in _core_manifests()}
-    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "servicemonitor.yaml"}
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "servicemonitor.yaml", "prometheusrule.yaml"}
     assert listed == on_disk
     assert all(p.exists() for p in _core_manifests())
 
@@ -265,6 +265,14 @@ def test_k8s_manifest_valid(path: Path, version):
         if doc["apiVersion"].startswith(("kustomize.config.k8s.io", "monitoring.coreos.com")):
             continue  # not core API objects: no schema in kubernetes-validate (checked below)
         _validate(doc, version)
+
+
+def test_prometheusrule_matches_the_rules_file():
+    r = run([sys.executable, str(PROM / "to_prometheusrule.py"), "--check"])
+    assert r.returncode == 0, r.stderr
+    doc = _docs(K8S / "prometheusrule.yaml")[0]
+    assert doc["kind"] == "PrometheusRule" and doc["apiVersion"] == "monitoring.coreos.com/v1"
+    assert doc["spec"]["groups"] == yaml.safe_load((PROM / "rules/dendrite.rules.yml").read_text())["groups"]
 
 
 def test_kubernetes_validate_rejects_a_bad_deployment():
