@@ -310,15 +310,20 @@ def test_queue_full_is_resource_exhausted_with_retry_after(stub):
 
 
 def test_client_deadline_drops_the_queued_request_without_compute(server, stub):
-    x = np.ones((4 * HEAVY_ROWS, 512), np.float32)  # about 0.1 s of compute per request
+    busy_x = np.ones((4 * HEAVY_ROWS, 512), np.float32)  # about 0.1 s of compute per request
+    late_x = np.ones((1, 512), np.float32)  # small, so it reaches the server at once and waits in the queue
     rows_before = counter(server, "dendrite_inference_count_total", model="heavy", version="1")
     dropped_before = sum(counter(server, "dendrite_rejected_requests_total", model="heavy", version="1", reason=r)
                          for r in ("deadline", "cancelled"))  # fmt: skip
-    busy = [stub.ModelInfer.future(infer_request("heavy", {"x": ("FP32", x)}, raw=True)) for _ in range(8)]
+    busy = [stub.ModelInfer.future(infer_request("heavy", {"x": ("FP32", busy_x)}, raw=True)) for _ in range(8)]
     time.sleep(0.05)  # the busy requests arrive first and occupy the only instance
-    start = time.monotonic()
-    err = rpc_error(stub.ModelInfer, infer_request("heavy", {"x": ("FP32", x)}, raw=True), timeout=0.2)
-    late_after = time.monotonic() - start
+    # Its own connection: on the shared one it would queue behind 16 MB of busy uploads.
+    own = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(server.grpc_target, options=own) as late_channel:
+        late = pb_grpc.GRPCInferenceServiceStub(late_channel).ModelInfer
+        start = time.monotonic()
+        err = rpc_error(late, infer_request("heavy", {"x": ("FP32", late_x)}, raw=True), timeout=0.2)
+        late_after = time.monotonic() - start
     for call in busy:
         call.result(timeout=60)
     busy_total = time.monotonic() - start
