@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     )
     unload_drain_seconds: float = Field(30.0, ge=0, description="How long unloading waits for in-flight requests.")
 
+    default_models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "image": "imagenet-efficientnet-lite0", "sentiment": "sentiment-minilm",
+            "translation": "translation-de-en", "recommendation": "recommendation-neumf",
+        },
+        description="Model /predict/{task} uses when the request names none (JSON object task -> model); "
+        "a task whose default is absent uses the first model of that task in the repository.",
+    )  # fmt: skip
+
     # --- runtime (ONNX Runtime) defaults, overridable per model in config.yaml ---------------
     intra_op_threads: int = Field(1, ge=0, description="Default intra-op threads per session (0 = ORT decides).")
     allow_spinning: bool = Field(
@@ -62,6 +71,12 @@ class Settings(BaseSettings):
     # --- limits -----------------------------------------------------------------------------
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     max_tensor_elements: int = Field(50_000_000, ge=1, description="Largest element count of one input tensor.")
+    max_text_chars: int = Field(20_000, ge=1, description="Longest text accepted by the text tasks.")
+    max_items_per_request: int = Field(64, ge=1, description="Most images/texts in one /predict request.")
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest encoded image accepted.")
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Largest decoded image (width x height): refuses decompression bombs."
+    )
 
 
 @lru_cache(maxsize=1)

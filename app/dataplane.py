@@ -18,11 +18,12 @@ import numpy as np
 from app import __version__
 from app.codecs.datatypes import oip_datatype
 from app.config import Settings
-from app.errors import DendriteError, Forbidden, InvalidInput, outcome_of
+from app.errors import DendriteError, Forbidden, InvalidInput, NotFound, outcome_of
 from app.metrics import Metrics
 from app.repository.config import TensorSpec
 from app.repository.model import ModelVersion, State
 from app.repository.repository import ModelRepository
+from app.tasks.base import TaskRequest
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,32 @@ class DataPlane:
                 outputs.append(OutputTensor(spec.name, oip_datatype(arr), list(arr.shape), arr,
                                             dict(wanted[spec.name].parameters)))  # fmt: skip
             return InferResponse(mv.name, str(mv.version), outputs, request.id)
+
+    # ------------------------------------------------------------------ task endpoints
+    def task_model(self, task: str, name: str | None, version: str | None) -> ModelVersion:
+        """The model version serving a /predict request: the one named, else the task's default."""
+        if name is None:
+            name = self.settings.default_models.get(task)
+            if name not in self.repository.models:
+                candidates = sorted(n for n, e in self.repository.models.items()
+                                    if e.config is not None and e.config.task == task)  # fmt: skip
+                if not candidates:
+                    raise NotFound(f"no model for task {task!r} in the repository")
+                name = candidates[0]
+        mv = self.repository.get(name, version)
+        if mv.config.task != task:
+            raise InvalidInput(f"model {name!r} serves task {mv.config.task!r}, not {task!r}")
+        return mv
+
+    async def predict(self, task: str, request: TaskRequest, *, protocol: str,
+                      deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
+        """Pre-processing -> batched inference -> post-processing for one task request."""
+        request.check_limits(self.settings)
+        mv = self.task_model(task, request.model, request.version)
+        with self.observe(mv, protocol):
+            mv.require_ready()
+            result = await mv.pipeline.predict(request, mv.task_infer(deadline))
+            return {"model": mv.name, "version": str(mv.version), **result}
 
     # ------------------------------------------------------------------ repository extension
     def repository_index(self) -> list[dict]:

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,7 @@ class ModelVersion:
     state: State = State.LOADING
     reason: str = ""
     graphs: dict[str, Graph] = field(default_factory=dict)
+    pipeline: Any = None  # app.tasks.base.Pipeline for task models
     loaded_at: float = 0.0
 
     @property
@@ -126,6 +128,11 @@ class ModelVersion:
             self.graphs[gname] = Graph(gname, pool, inputs, outputs)
         if cfg.warmup.enabled:
             self._warm_up()
+        # Task files (labels, tokenizer, catalogue) are part of the version: a bad one fails the load.
+        from app.tasks.registry import build_pipeline
+
+        self.pipeline = build_pipeline(self.path, cfg, settings,
+                                       {n: [s.name for s in g.inputs] for n, g in self.graphs.items()})
 
     def _warm_up(self) -> None:
         """One run per configured batch size on every instance, so the first real request of
@@ -167,6 +174,14 @@ class ModelVersion:
                 metrics.instance_info.labels(self.name, str(self.version), g.name, str(i), provider).set(1)
 
     # ------------------------------------------------------------------ serving
+    def task_infer(self, deadline: float | None):
+        """The ``Infer`` a task pipeline calls: graph runs through this version's batchers."""
+
+        async def infer(inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
+            return (await self.infer(inputs, graph=graph, deadline=deadline)).outputs
+
+        return infer
+
     async def infer(
         self, inputs: dict[str, np.ndarray], *, graph: str | None = None, deadline: float | None = None
     ) -> BatchResult:

@@ -24,11 +24,12 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 # Formats we promise to decode; Pillow would open more, but these are the ones tested.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
-# Refuse decompression bombs before decoding the pixels (a 40-megapixel photo is plenty).
+# Refuse decompression bombs before decoding the pixels (a 40-megapixel photo is plenty);
+# the server passes DENDRITE_MAX_IMAGE_PIXELS.
 MAX_PIXELS = 40_000_000
 
 
@@ -78,18 +79,28 @@ class ImagePreprocessing:
         }
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode JPEG/PNG/WebP/BMP/GIF bytes (a GIF's first frame). Raises InvalidInput on anything else."""
+def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode JPEG/PNG/WebP/BMP/GIF bytes (a GIF's first frame).
+
+    Not an image or another format: UnsupportedMediaType (415). A recognised but corrupt or
+    truncated file: InvalidInput (400). More pixels than ``max_pixels``: PayloadTooLarge (413),
+    checked from the header before any pixel is decoded.
+    """
+    formats = ", ".join(SUPPORTED_FORMATS)
     try:
         image = Image.open(io.BytesIO(data))
-        if image.format not in SUPPORTED_FORMATS:
-            raise InvalidInput(f"unsupported image format {image.format}; send one of {', '.join(SUPPORTED_FORMATS)}")
-        if image.width * image.height > MAX_PIXELS:
-            raise InvalidInput(f"image of {image.width}x{image.height} pixels exceeds {MAX_PIXELS} pixels")
+    except UnidentifiedImageError:
+        raise UnsupportedMediaType(f"not an image this server decodes (send {formats})") from None
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(f"unsupported image format {image.format}; send one of {formats}")
+    if image.width * image.height > max_pixels:
+        raise PayloadTooLarge(f"image of {image.width}x{image.height} pixels exceeds the limit of {max_pixels} "
+                              "pixels (DENDRITE_MAX_IMAGE_PIXELS)")  # fmt: skip
+    try:
         image.seek(0)  # first frame of an animation
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidInput(f"cannot decode image: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(f"cannot decode the {image.format} image: {exc}") from exc
     return image
 
 
@@ -129,8 +140,8 @@ def image_to_tensor(image: Image.Image, spec: ImagePreprocessing) -> np.ndarray:
     return ((pixels - mean) / std).transpose(2, 0, 1).copy()
 
 
-def preprocess(images: Sequence[bytes], spec: ImagePreprocessing) -> np.ndarray:
+def preprocess(images: Sequence[bytes], spec: ImagePreprocessing, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Encoded images -> one float32 NCHW batch."""
     if not images:
         raise InvalidInput("no images")
-    return np.stack([image_to_tensor(decode_image(data), spec) for data in images])
+    return np.stack([image_to_tensor(decode_image(data, max_pixels), spec) for data in images])

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from app import __version__
 from app.metrics import CONTENT_TYPE
-from app.transports.rest import errors, oip
+from app.transports.rest import errors, oip, predict
 
 if TYPE_CHECKING:
     from app.server import Service
@@ -34,6 +34,7 @@ def create_app(service: "Service") -> FastAPI:
     app.state.dataplane = service.dataplane
     errors.install(app)
     app.include_router(oip.router)
+    app.include_router(predict.router)
     app.add_middleware(oip.InferFastPath)
 
     @app.get("/metrics", tags=["Observability"], response_class=Response)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.errors import InvalidInput
+from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.tasks.image.preprocess import ImagePreprocessing, decode_image, image_to_tensor, preprocess
 
 GREY = ImagePreprocessing(color_mode="L", size=(28, 28), mean=(0.0,), std=(1.0,))
@@ -61,15 +61,28 @@ def test_stretch_resizes_to_exact_size():
     assert tensor.shape == (1, 28, 28)
 
 
-@pytest.mark.parametrize("data", [b"", b"not an image", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20])
-def test_garbage_is_invalid_input(data):
-    with pytest.raises(InvalidInput):
+@pytest.mark.parametrize("data", [b"", b"not an image"])
+def test_non_images_are_unsupported_media(data):
+    with pytest.raises(UnsupportedMediaType, match="not an image"):
         decode_image(data)
 
 
+def test_truncated_image_is_invalid_input():
+    data = encode(Image.new("RGB", (64, 64), (10, 200, 30)), "PNG")
+    with pytest.raises(InvalidInput, match="cannot decode the PNG image"):
+        decode_image(data[: len(data) // 2])
+
+
 def test_unsupported_format_is_refused():
-    with pytest.raises(InvalidInput, match="unsupported image format"):
+    with pytest.raises(UnsupportedMediaType, match="unsupported image format"):
         decode_image(encode(Image.new("RGB", (4, 4)), "TIFF"))
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    bomb = encode(Image.new("L", (3000, 3000), 0), "PNG")  # ~9 kB on the wire, 9 Mpixel decoded
+    assert len(bomb) < 50_000
+    with pytest.raises(PayloadTooLarge, match="DENDRITE_MAX_IMAGE_PIXELS"):
+        decode_image(bomb, max_pixels=1_000_000)
 
 
 def test_parameters_round_trip_and_validation():

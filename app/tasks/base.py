@@ -1,0 +1,100 @@
+"""What every task pipeline is: pre-processing -> batched inference -> post-processing.
+
+A pipeline is built once per model version when the version loads (``load`` reads labels,
+tokenizers, catalogues from the version folder; a failure makes that version UNAVAILABLE), and
+``predict`` is called by the data plane with an ``Infer`` bound to that version's batchers.
+Heavy pre/post-processing (image decoding, tokenisation, decode loops) runs on worker threads
+so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.config import Settings
+from app.errors import PayloadTooLarge
+from app.repository.config import ModelConfig
+
+
+class Infer(Protocol):
+    """Run inputs through one graph of the model version's dynamic batcher; returns its outputs."""
+
+    async def __call__(self, inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]: ...
+
+
+class TaskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str | None = Field(None, description="Model to use; default: the task's default model (settings).")
+    version: str | None = Field(None, description="Model version; default: the newest ready version.")
+
+    def free_texts(self) -> list[str]:
+        """The free texts of the request (checked against DENDRITE_MAX_TEXT_CHARS)."""
+        return []
+
+    def item_count(self) -> int:
+        return 1
+
+    def check_limits(self, settings: Settings) -> None:
+        """Size limits that depend on settings; each error names the limit and its setting."""
+        if self.item_count() > settings.max_items_per_request:
+            raise PayloadTooLarge(f"{self.item_count()} items in one request, over the limit of "
+                                  f"{settings.max_items_per_request} (DENDRITE_MAX_ITEMS_PER_REQUEST)")  # fmt: skip
+        for i, text in enumerate(self.free_texts()):
+            if len(text) > settings.max_text_chars:
+                raise PayloadTooLarge(f"texts[{i}] has {len(text)} characters, over the limit of "
+                                      f"{settings.max_text_chars} (DENDRITE_MAX_TEXT_CHARS)")  # fmt: skip
+
+
+class TaskResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model: str
+    version: str
+
+
+Req = TypeVar("Req", bound=TaskRequest)
+Resp = TypeVar("Resp", bound=TaskResponse)
+
+
+class Pipeline(ABC, Generic[Req, Resp]):
+    task: ClassVar[str]
+    request_type: ClassVar[type[TaskRequest]]
+    response_type: ClassVar[type[TaskResponse]]
+
+    def __init__(self, version_dir: Path, config: ModelConfig, settings: Settings, inputs: dict[str, list[str]]):
+        """``inputs``: the input names of each graph, as loaded."""
+        self.version_dir = version_dir
+        self.config = config
+        self.settings = settings
+        self.inputs = inputs
+        self.parameters: dict[str, Any] = config.parameters
+
+    def only_input(self, graph: str | None = None) -> str:
+        names = self.inputs[graph or next(iter(self.inputs))]
+        if len(names) != 1:
+            raise ValueError(f"a {self.task} model takes one input, this one takes {names}")
+        return names[0]
+
+    def output(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The output named by ``parameters.outputs``, else the graph's first."""
+        return outputs.get(self.parameters.get("outputs", ""), next(iter(outputs.values())))
+
+    def file(self, key: str, default: str) -> Path:
+        """A file named by ``parameters[key]`` inside the version folder (plain names only)."""
+        name = str(self.parameters.get(key, default))
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"parameters.{key}: {name!r} must be a plain file name inside the version folder")
+        path = self.version_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (parameters.{key})")
+        return path
+
+    @abstractmethod
+    async def predict(self, request: Req, infer: Infer) -> dict[str, Any]:
+        """The task-specific fields of the response (the data plane adds model and version)."""

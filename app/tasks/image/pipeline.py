@@ -1,0 +1,72 @@
+"""Image classification: photos in, top-k labels with probabilities out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+
+from pydantic import BaseModel, Field
+
+from app.errors import InvalidInput
+from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
+from app.tasks.image.postprocess import load_labels, top_k
+from app.tasks.image.preprocess import ImagePreprocessing, preprocess
+
+
+class ImageRequest(TaskRequest):
+    images: list[str] = Field(..., min_length=1, description="Base64-encoded JPEG, PNG, WebP, BMP or GIF files.")
+    top_k: int | None = Field(None, ge=1, le=1000, description="How many labels per image (default: the model's).")
+
+
+    def item_count(self) -> int:
+        return len(self.images)
+
+
+class Label(BaseModel):
+    index: int
+    label: str
+    probability: float
+
+
+class ImageResult(BaseModel):
+    labels: list[Label] = Field(description="Most probable first.")
+
+
+class ImageResponse(TaskResponse):
+    predictions: list[ImageResult]
+
+
+def decode_base64(items: list[str]) -> list[bytes]:
+    out = []
+    for i, item in enumerate(items):
+        if item.startswith("data:") and "," in item:  # data URLs from browsers
+            item = item.split(",", 1)[1]
+        try:
+            out.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError):
+            raise InvalidInput(f"images[{i}] is not valid base64") from None
+    return out
+
+
+class ImagePipeline(Pipeline[ImageRequest, ImageResponse]):
+    task = "image"
+    request_type = ImageRequest
+    response_type = ImageResponse
+
+    def __init__(self, version_dir, config, settings, inputs):
+        super().__init__(version_dir, config, settings, inputs)
+        self.labels = load_labels(self.file("labels_file", "labels.json"))
+        self.spec = ImagePreprocessing.from_parameters(self.parameters)
+        self.input_name = self.only_input()
+        self.default_top_k = int(self.parameters.get("top_k", 5))
+
+    async def classify(self, images: list[bytes], k: int, infer: Infer) -> dict:
+        batch = await asyncio.to_thread(preprocess, images, self.spec, self.settings.max_image_pixels)
+        outputs = await infer({self.input_name: batch})
+        logits = self.output(outputs)
+        ranked = top_k(logits, self.labels, k)
+        return {"predictions": [{"labels": [p.__dict__ for p in row]} for row in ranked]}
+
+    async def predict(self, request: ImageRequest, infer: Infer) -> dict:
+        return await self.classify(decode_base64(request.images), request.top_k or self.default_top_k, infer)

@@ -1,0 +1,57 @@
+"""Recommendation: a user id in, ranked items with titles and scores out."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
+from app.tasks.recommendation import Catalogue, recommend
+
+MAX_K = 100
+
+
+class RecommendationRequest(TaskRequest):
+    user_id: str = Field(..., min_length=1, max_length=64, description="The user's id in the training data.")
+    k: int | None = Field(None, ge=1, le=MAX_K, description=f"How many items (1..{MAX_K}; default: the model's).")
+    exclude_seen: bool | None = Field(None, description="Leave out items the user already interacted with "
+                                                         "(default: the model's, normally true).")  # fmt: skip
+
+
+class Item(BaseModel):
+    item_id: str
+    title: str
+    score: float = Field(description="Model score (0 for cold-start answers, which rank by popularity).")
+
+
+class RecommendationResponse(TaskResponse):
+    user_id: str
+    cold_start: bool = Field(description="True when the user is unknown: the most popular items are returned.")
+    items: list[Item]
+
+
+class RecommendationPipeline(Pipeline[RecommendationRequest, RecommendationResponse]):
+    task = "recommendation"
+    request_type = RecommendationRequest
+    response_type = RecommendationResponse
+
+    def __init__(self, version_dir, config, settings, inputs):
+        super().__init__(version_dir, config, settings, inputs)
+        self.catalogue = Catalogue.load(version_dir)
+        self.input_name = self.only_input()
+        self.default_k = int(self.parameters.get("top_k", 10))
+        self.default_exclude_seen = bool(self.parameters.get("exclude_seen", True))
+
+    async def predict(self, request: RecommendationRequest, infer: Infer) -> dict:
+        index = self.catalogue.user_index(request.user_id)
+        scores = None
+        if index is not None:
+            outputs = await infer({self.input_name: np.array([index], dtype=np.int64)})
+            scores = self.output(outputs)[0]
+        exclude = self.default_exclude_seen if request.exclude_seen is None else request.exclude_seen
+        items = recommend(self.catalogue, request.user_id, scores, request.k or self.default_k, exclude)
+        return {
+            "user_id": request.user_id,
+            "cold_start": index is None,
+            "items": [{"item_id": r.item_id, "title": r.title, "score": r.score} for r in items],
+        }

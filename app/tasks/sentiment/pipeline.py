@@ -1,0 +1,56 @@
+"""Sentiment: texts in, a label and class probabilities per text out."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, Field
+
+from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
+from app.tasks.sentiment.processing import DEFAULT_BUCKETS, SentimentCodec
+
+MAX_TEXT_CHARS = 10_000
+
+
+class SentimentRequest(TaskRequest):
+    texts: list[str] = Field(..., min_length=1,
+                             description="Texts to classify. An empty text is classified like any other "
+                                         "(as [CLS][SEP]); texts longer than the model's longest bucket "
+                                         "are truncated and flagged.")  # fmt: skip
+
+
+    def free_texts(self) -> list[str]:
+        return self.texts
+
+    def item_count(self) -> int:
+        return len(self.texts)
+
+
+class SentimentResult(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+    truncated: bool = Field(description="The text was longer than the model reads and was cut.")
+
+
+class SentimentResponse(TaskResponse):
+    predictions: list[SentimentResult]
+
+
+class SentimentPipeline(Pipeline[SentimentRequest, SentimentResponse]):
+    task = "sentiment"
+    request_type = SentimentRequest
+    response_type = SentimentResponse
+
+    def __init__(self, version_dir, config, settings, inputs):
+        super().__init__(version_dir, config, settings, inputs)
+        labels = self.parameters.get("labels")
+        if not isinstance(labels, list) or not labels:
+            raise ValueError("parameters.labels must list the class names in output order")
+        buckets = self.parameters.get("buckets", DEFAULT_BUCKETS)
+        self.codec = SentimentCodec.from_files(self.file("tokenizer", "tokenizer.json"), labels, buckets)
+
+    async def predict(self, request: SentimentRequest, infer: Infer) -> dict:
+        batch = await asyncio.to_thread(self.codec.encode, request.texts)
+        outputs = await infer(batch.feeds())
+        logits = self.output(outputs)
+        return {"predictions": [p.__dict__ for p in self.codec.decode(logits, batch.truncated)]}

@@ -1,0 +1,87 @@
+"""Task routes: ``POST /predict/{task}`` with plain inputs and answers, typed in the OpenAPI schema."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.tasks.image.pipeline import ImageRequest, ImageResponse
+from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
+from app.tasks.sentiment.pipeline import SentimentRequest, SentimentResponse
+from app.tasks.translation.pipeline import TranslationRequest, TranslationResponse
+from app.transports.rest.oip import ERRORS, plane, read_body, request_deadline
+
+router = APIRouter(prefix="/predict", tags=["Tasks"])
+
+_IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": ImageRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["images"],
+                "properties": {
+                    "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "top_k": {"type": "integer", "default": 5}, "model": {"type": "string"},
+                    "version": {"type": "string"},
+                }}},  # fmt: skip
+        },
+    }
+}
+
+
+async def _image_request(request: Request) -> ImageRequest:
+    """JSON (base64 images) or a multipart upload (files under `images`, re-encoded as base64 so
+    both arrive at the data plane as the same request type)."""
+    settings = plane(request).settings
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form(max_files=settings.max_items_per_request, max_part_size=settings.max_image_bytes)
+        uploads = form.getlist("images")
+        if not uploads:
+            raise InvalidInput("multipart body needs one or more files in the field 'images'")
+        images = []
+        for upload in uploads:
+            if isinstance(upload, str):
+                raise InvalidInput("'images' must be file parts, not text fields")
+            data = await upload.read()
+            if len(data) > settings.max_image_bytes:
+                raise PayloadTooLarge(f"image {upload.filename!r} has {len(data)} bytes, over the limit of "
+                                      f"{settings.max_image_bytes} (DENDRITE_MAX_IMAGE_BYTES)")  # fmt: skip
+            images.append(base64.b64encode(data).decode())
+        fields = {k: form.get(k) for k in ("top_k", "model", "version") if form.get(k) is not None}
+        return _validated(ImageRequest.model_validate, {"images": images, **fields})
+    if ctype and not ctype.startswith("application/json"):
+        raise UnsupportedMediaType(f"send application/json (base64 images) or multipart/form-data, not {ctype!r}")
+    return _validated(ImageRequest.model_validate_json, await read_body(request, settings.max_request_bytes))
+
+
+def _validated(validate, data) -> ImageRequest:
+    try:
+        return validate(data)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+
+
+@router.post("/image", response_model=ImageResponse, responses=ERRORS | {415: ERRORS[400]}, openapi_extra=_IMAGE_BODY)
+async def predict_image(request: Request):
+    body = await _image_request(request)
+    return await plane(request).predict("image", body, protocol="rest", deadline=request_deadline(request))
+
+
+@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS)
+async def predict_sentiment(request: Request, body: SentimentRequest):
+    return await plane(request).predict("sentiment", body, protocol="rest", deadline=request_deadline(request))
+
+
+@router.post("/translation", response_model=TranslationResponse, responses=ERRORS)
+async def predict_translation(request: Request, body: TranslationRequest):
+    return await plane(request).predict("translation", body, protocol="rest", deadline=request_deadline(request))
+
+
+@router.post("/recommendation", response_model=RecommendationResponse, responses=ERRORS)
+async def predict_recommendation(request: Request, body: RecommendationRequest):
+    return await plane(request).predict("recommendation", body, protocol="rest", deadline=request_deadline(request))
