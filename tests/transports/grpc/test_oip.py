@@ -243,6 +243,16 @@ def test_messages_above_grpcs_default_4mb_are_accepted(stub):
     np.testing.assert_array_equal(decoded_outputs(resp)["out_FP32"][2], big)
 
 
+
+def test_messages_above_the_configured_limit_are_refused(tmp_path):
+    write_model(tmp_path, "identity", identity_model(("FP32",)), {"max_batch_size": 1})
+    big = np.ones((1, 2_000_000), np.float32)  # 8 MB against a 5 MiB limit
+    with live_server(tmp_path, grpc=True, grpc_max_message_bytes=5 * MiB) as s, \
+            grpc.insecure_channel(s.grpc_target, options=CHANNEL_OPTIONS) as ch:  # fmt: skip
+        err = rpc_error(pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer,
+                        infer_request("identity", {"in_FP32": ("FP32", big)}, raw=True))  # fmt: skip
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and str(5 * MiB) in err.details()
+
 # ---------------------------------------------------------------------- errors
 def _affine(raw=False, **kw):
     return infer_request("affine", {"x": ("FP32", np.ones((1, 4), np.float32))}, raw=raw, **kw)
