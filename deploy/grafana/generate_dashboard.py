@@ -220,7 +220,7 @@ def layout(items: list[tuple[dict, int, int]]) -> list[dict]:
 def variable(name: str, label: str, query: str) -> dict:
     return {
         "name": name, "label": label, "type": "query", "datasource": DS,
-        "query": {"query": query, "refId": f"{name}-var"}, "definition": query,
+        "query": query, "definition": query,
         "refresh": 2, "sort": 1, "multi": True, "includeAll": True,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "options": [],
     }  # fmt: skip
