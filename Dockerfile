@@ -35,13 +35,15 @@ WORKDIR /src
 RUN python -m venv .venv \
     && .venv/bin/pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 COPY pyproject.toml README.md Makefile ./
+# The Debian packages the project needs (data sets among them), before the source so that
+# editing code does not redo it.
+RUN make system-deps \
+    && rm -rf /var/lib/apt/lists/*
 COPY app ./app
 COPY models ./models
-# system-deps: the Debian data packages (run as root here); models: install the train extra
-# (torch above already satisfies its pin) and train every default model into models/.
-RUN make system-deps \
-    && make models \
-    && rm -rf /var/lib/apt/lists/*
+# Installs the train extra (torch above already satisfies its pin), obtains the data and trains
+# every default model into models/ (`make models` = data + python -m app.training all).
+RUN make models
 
 # ------------------------------------------------------------------------------------------
 # cuda: NVIDIA GPU serving image. The base provides the CUDA 13 runtime libraries and cuDNN 9,
