@@ -71,6 +71,12 @@ def test_dockerfile_targets_and_hardening():
     assert "onnxruntime-gpu==" in stages["cuda"] and ".[cpu" not in stages["cuda"], "gpu and cpu ORT are exclusive"
 
 
+def test_dockerfile_make_targets_exist():
+    used = set(re.findall(r"\bmake\s+([a-z][\w-]*)", DOCKERFILE.read_text()))
+    defined = set(re.findall(r"^([a-z][\w-]*):", (ROOT / "Makefile").read_text(), re.M))
+    assert {"system-deps", "models"} <= used and used <= defined, f"Dockerfile runs undefined targets {used - defined}"
+
+
 def test_dockerignore_keeps_local_state_out():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.startswith("#")}  # fmt: skip
