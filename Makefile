@@ -4,8 +4,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= cpu,dev,train
-STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PROTO_STUBS := app/transports/grpc/generated
 
 .PHONY: help install serve test protos check-protos bench data models system-deps docs clean

@@ -23,7 +23,7 @@ def _describe(exc: RequestValidationError) -> str:
 
 
 def error_response(exc: DendriteError) -> JSONResponse:
-    if exc.http_status >= 500 and exc.http_status != 503:
+    if exc.http_status >= 500 and exc.http_status not in (503, 504):  # overload and deadlines are not bugs
         log.error("%s: %s", type(exc).__name__, exc.message)
     return JSONResponse({"error": exc.message}, status_code=exc.http_status, headers=exc.headers)
 
