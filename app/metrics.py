@@ -61,8 +61,9 @@ class Metrics:
         self.model_ready = Gauge(
             "dendrite_model_ready", "1 when the model version serves requests, else 0.", mv, registry=r)
         self.instance_info = Gauge(
-            "dendrite_instance_info", "One series per session instance; `provider` is what ONNX Runtime really "
-            "runs it on (session.get_providers()[0]).", (*mv, "graph", "instance", "provider"), registry=r)  # fmt: skip
+            "dendrite_instance_info", "One series per ONNX Runtime session; `provider` is what it really runs on "
+            "(session.get_providers()[0]). (`session`, not `instance`: Prometheus owns that label.)",
+            (*mv, "graph", "session", "provider"), registry=r)  # fmt: skip
 
     def expose(self) -> bytes:
         return generate_latest(self.registry)

@@ -55,5 +55,5 @@ def test_counters_and_histograms_after_known_traffic(tmp_path):
     assert value(after, "dendrite_pending_requests", **mv) == 0
     assert value(after, "dendrite_model_ready", **mv) == 1
     assert value(after, "dendrite_model_ready", model="corrupt", version="1") == 0
-    assert value(after, "dendrite_instance_info", **mv, graph="model", instance="0", provider="CPUExecutionProvider") == 1
+    assert value(after, "dendrite_instance_info", **mv, graph="model", session="0", provider="CPUExecutionProvider") == 1
     assert value(after, "process_resident_memory_bytes") > 0

@@ -180,12 +180,11 @@ def panels() -> list[tuple[dict, int, int]]:
     add(row("Models and instances"), 24, 1)
     add(table("Model versions ready", "1 = the version serves requests, 0 = loaded but not ready.",
               f"dendrite_model_ready{{{F}}}", ["instance", "model", "version"], "ready"), 10, 8)
-    add(table("Execution provider per session instance", "What ONNX Runtime really runs each session on "
-              "(session.get_providers()[0]); `session` is the server's own `instance` label, which Prometheus renames to "
-              "exported_instance because `instance` is the scrape target: CUDAExecutionProvider or CPUExecutionProvider. A CPU row in a GPU "
-              "deployment means CUDA/cuDNN were not usable and the instance fell back to CPU.",
-              f"dendrite_instance_info{{{F}}}", ["instance", "model", "version", "graph", "exported_instance", "provider"],
-              "sessions", {"exported_instance": "session"}), 14, 8)
+    add(table("Execution provider per session", "What ONNX Runtime really runs each session on "
+              "(session.get_providers()[0]): CUDAExecutionProvider or CPUExecutionProvider. A CPU row in a GPU "
+              "deployment means CUDA/cuDNN were not usable and the session fell back to CPU.",
+              f"dendrite_instance_info{{{F}}}", ["instance", "model", "version", "graph", "session", "provider"],
+              "sessions"), 14, 8)
 
     add(row("Process"), 24, 1)
     add(timeseries("CPU (cores)", "CPU time used by each server process, in cores.",
