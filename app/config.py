@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     )  # fmt: skip
 
     # --- runtime (ONNX Runtime) defaults, overridable per model in config.yaml ---------------
+    instance_kind: Literal["config", "cpu", "cuda"] = Field(
+        "config", description="Execution device for every model: as each config.yaml says, or cpu/cuda for all "
+        "(the GPU image sets cuda; each model's fallback policy still applies).",
+    )
     intra_op_threads: int = Field(1, ge=0, description="Default intra-op threads per session (0 = ORT decides).")
     allow_spinning: bool = Field(
         False, description="ORT thread spin-wait. Off: spinning burns idle cores and hurts p99 beside the event loop."

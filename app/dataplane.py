@@ -157,12 +157,9 @@ class DataPlane:
                 deadline = own if deadline is None else min(deadline, own)
             result = await mv.infer(feeds, graph=graph_name, deadline=deadline)
             outputs = []
-            for spec in graph.outputs:
-                if spec.name not in wanted:
-                    continue
-                arr = result.outputs[spec.name]
-                outputs.append(OutputTensor(spec.name, oip_datatype(arr), list(arr.shape), arr,
-                                            dict(wanted[spec.name].parameters)))  # fmt: skip
+            for name, requested in wanted.items():  # in the order the client asked for them
+                arr = result.outputs[name]
+                outputs.append(OutputTensor(name, oip_datatype(arr), list(arr.shape), arr, dict(requested.parameters)))
             return InferResponse(mv.name, str(mv.version), outputs, request.id)
 
     # ------------------------------------------------------------------ task endpoints

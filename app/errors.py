@@ -7,6 +7,8 @@ with its HTTP status and gRPC code name, nothing else.
 
 from __future__ import annotations
 
+import asyncio
+
 
 class DendriteError(Exception):
     """Base class: ``http_status`` and ``grpc_code`` (a grpc.StatusCode name) describe it."""
@@ -89,6 +91,8 @@ def outcome_of(exc: BaseException | None) -> str:
     """Metric label for a request's outcome."""
     if exc is None:
         return "success"
+    if isinstance(exc, asyncio.CancelledError):  # the client went away (disconnect, its own deadline)
+        return "cancelled"
     if isinstance(exc, Overloaded):
         return "rejected"
     if isinstance(exc, DeadlineExceeded):

@@ -37,7 +37,7 @@ class Metrics:
         mv = ("model", "version")
         self.requests = Counter(
             "dendrite_requests", "Inference requests by outcome (success, client_error, rejected, timeout, "
-            "unavailable, server_error).", (*req, "outcome"), registry=r)  # fmt: skip
+            "unavailable, cancelled (client gone), server_error).", (*req, "outcome"), registry=r)  # fmt: skip
         self.request_duration = Histogram(
             "dendrite_request_duration_seconds", "End-to-end request latency inside the server.", req,
             buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip

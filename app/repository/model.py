@@ -116,11 +116,14 @@ class ModelVersion:
         options = RuntimeOptions(settings.intra_op_threads, settings.allow_spinning, settings.cpu_mem_arena)
         cfg = self.config
         batched = cfg.max_batch_size > 0
+        group = cfg.instance_group
+        if settings.instance_kind != "config":
+            group = group.model_copy(update={"kind": settings.instance_kind})
         for i, (gname, file) in enumerate(cfg.graphs.items()):
             path = self.path / file
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing")
-            pool = SessionPool(path, cfg.instance_group, options, label=f"{self.name}/{self.version}/{gname}")
+            pool = SessionPool(path, group, options, label=f"{self.name}/{self.version}/{gname}")
             g_in, g_out = graph_specs(pool.sessions[0], batched)
             # Explicit inputs/outputs in config.yaml describe the default (first) graph.
             inputs = _reconcile(cfg.inputs, g_in, "inputs", path) if i == 0 and cfg.inputs else g_in

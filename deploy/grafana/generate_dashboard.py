@@ -20,7 +20,7 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 # Every dendrite_* selector carries these filters (template variables below).
 F = 'model=~"$model", instance=~"$instance"'
 RATE = "$__rate_interval"
-SERVER_SIDE = 'outcome!~"success|client_error"'
+SERVER_SIDE = 'outcome!~"success|client_error|cancelled"'
 
 
 def _req_rate(extra: str = "", by: str = "model") -> str:
@@ -136,9 +136,9 @@ def panels() -> list[tuple[dict, int, int]]:
                    [target(_req_rate(by="model, protocol"), "{{model}} {{protocol}}")], "reqps", stack=True))
     add(timeseries("Requests/s by outcome", "success; client_error = bad request (4xx, the caller's fault); "
                    "rejected = queue full or deadline (503/429); timeout; unavailable = model not ready; "
-                   "server_error = a bug or runtime failure (500).",
+                   "cancelled = the client went away first; server_error = a bug or runtime failure (500).",
                    [target(_req_rate(by="outcome"), "{{outcome}}")], "reqps", stack=True))
-    add(timeseries("Error ratio by model", "Server-side errors (everything but success and client_error) and client "
+    add(timeseries("Error ratio by model", "Server-side errors (everything but success, client_error and cancelled) and client "
                    "errors, each as a share of the model's requests. The alert threshold is 5% server-side.",
                    [target(_ratio(SERVER_SIDE), "{{model}} server-side"),
                     target(_ratio('outcome="client_error"'), "{{model}} client")], "percentunit"), 24, 8)

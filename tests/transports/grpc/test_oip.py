@@ -426,6 +426,9 @@ def test_tritonclient_is_wire_compatible(server):
 def test_a_taken_grpc_port_fails_startup_loudly(server):
     """gRPC's default SO_REUSEPORT would let a second server share the port silently."""
     settings = server.service.settings.model_copy(update={"grpc_port": server.service.grpc_port})
-    grpc_server = GrpcServer(server.service.dataplane, settings)
+
+    async def start_second():  # grpc.aio servers are made inside a running loop
+        await GrpcServer(server.service.dataplane, settings).start()
+
     with pytest.raises(RuntimeError, match="cannot bind 127.0.0.1:.*DENDRITE_GRPC_PORT"):
-        asyncio.run(grpc_server.start())
+        asyncio.run(start_second())

@@ -1,0 +1,30 @@
+"""Outcome labels: what each error counts as in dendrite_requests_total."""
+
+import asyncio
+
+import pytest
+
+from app import errors
+
+
+@pytest.mark.parametrize(
+    "exc, outcome",
+    [
+        (None, "success"),
+        (errors.InvalidInput("x"), "client_error"),
+        (errors.NotFound("x"), "client_error"),
+        (errors.PayloadTooLarge("x"), "client_error"),
+        (errors.Overloaded("x"), "rejected"),
+        (errors.DeadlineExceeded("x"), "timeout"),
+        (errors.ModelNotReady("x"), "unavailable"),
+        (asyncio.CancelledError(), "cancelled"),  # client gone: not the server's failure
+        (errors.InferenceFailed("x"), "server_error"),
+        (RuntimeError("x"), "server_error"),
+    ],
+)
+def test_outcome_of(exc, outcome):
+    assert errors.outcome_of(exc) == outcome
+
+
+def test_overloaded_carries_retry_after():
+    assert errors.Overloaded("full", retry_after=7).headers == {"Retry-After": "7"}
