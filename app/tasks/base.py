@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.config import Settings
-from app.errors import PayloadTooLarge
+from app.errors import InvalidInput, PayloadTooLarge
 from app.repository.config import ModelConfig
 
 
@@ -32,6 +32,14 @@ class TaskRequest(BaseModel):
 
     model: str | None = Field(None, description="Model to use; default: the task's default model (settings).")
     version: str | None = Field(None, description="Model version; default: the newest ready version.")
+
+    @classmethod
+    def validated(cls, data: dict[str, Any]) -> Self:
+        """``data`` (a transport's decoded request) as this request type; invalid -> InvalidInput."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise invalid_input(exc) from None
 
     def free_texts(self) -> list[str]:
         """The free texts of the request (checked against DENDRITE_MAX_TEXT_CHARS)."""
@@ -49,6 +57,11 @@ class TaskRequest(BaseModel):
             if len(text) > settings.max_text_chars:
                 raise PayloadTooLarge(f"texts[{i}] has {len(text)} characters, over the limit of "
                                       f"{settings.max_text_chars} (DENDRITE_MAX_TEXT_CHARS)")  # fmt: skip
+
+
+def invalid_input(exc: ValidationError) -> InvalidInput:
+    """A request model's validation errors as one InvalidInput, worded alike on every transport."""
+    return InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
 
 class TaskResponse(BaseModel):

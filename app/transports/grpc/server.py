@@ -1,5 +1,6 @@
-"""The grpc.aio server: Open Inference Protocol, ``grpc.health.v1`` and server reflection,
-started on the running event loop (the one uvicorn serves REST on)."""
+"""The grpc.aio server: Open Inference Protocol, the typed task service (``dendrite.v1.Predict``),
+``grpc.health.v1`` and server reflection, started on the running event loop (the one uvicorn
+serves REST on)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from grpc_reflection.v1alpha import reflection
 
 from app.config import Settings
 from app.dataplane import DataPlane
-from app.transports.grpc import oip
+from app.transports.grpc import oip, predict
+from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as oip_grpc
 
 log = logging.getLogger(__name__)
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 # How long stop() lets in-flight RPCs finish; the same as uvicorn's timeout_graceful_shutdown.
 GRACE_SECONDS = 30.0
 # The empty name is the server as a whole (what `grpc_health_probe` and Kubernetes ask by default).
-HEALTH_SERVICES = ("", oip.SERVICE_NAME)
+HEALTH_SERVICES = ("", oip.SERVICE_NAME, predict.SERVICE_NAME)
 
 
 class GrpcServer:
@@ -36,11 +38,12 @@ class GrpcServer:
             ("grpc.so_reuseport", 0),
         ])  # fmt: skip
         oip_grpc.add_GRPCInferenceServiceServicer_to_server(oip.InferenceServicer(dataplane), self.server)
+        predict_pb2_grpc.add_PredictServicer_to_server(predict.PredictServicer(dataplane), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         # Reflection lets grpcurl and Postman discover the API without the .proto files.
-        reflection.enable_server_reflection((oip.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                            self.server)  # fmt: skip
+        services = (oip.SERVICE_NAME, predict.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(services, self.server)
         self.port: int | None = None
 
     async def start(self) -> int:

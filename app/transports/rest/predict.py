@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.tasks.base import invalid_input
 from app.tasks.image.pipeline import ImageRequest, ImageResponse
 from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
 from app.tasks.sentiment.pipeline import SentimentRequest, SentimentResponse
@@ -63,7 +64,7 @@ def _validated(validate, data) -> ImageRequest:
     try:
         return validate(data)
     except ValidationError as exc:
-        raise InvalidInput("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        raise invalid_input(exc) from None
 
 
 @router.post("/image", response_model=ImageResponse, responses=ERRORS | {415: ERRORS[400]}, openapi_extra=_IMAGE_BODY)
