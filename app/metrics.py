@@ -53,6 +53,10 @@ class Metrics:
             "dendrite_inference_count", "Rows (samples) computed.", mv, registry=r)
         self.execution_count = Counter(
             "dendrite_execution_count", "Batches executed (session runs).", mv, registry=r)
+        self.processing_duration = Histogram(
+            "dendrite_processing_duration_seconds", "Task pre- and post-processing time per /predict request: "
+            "request time inside the task pipeline minus the time spent waiting on batched inference.", mv,
+            buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.pending = Gauge(
             "dendrite_pending_requests", "Requests queued and not yet computed.", mv, registry=r)
         self.rejected = Counter(

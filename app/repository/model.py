@@ -177,11 +177,16 @@ class ModelVersion:
                 metrics.instance_info.labels(self.name, str(self.version), g.name, str(i), provider).set(1)
 
     # ------------------------------------------------------------------ serving
-    def task_infer(self, deadline: float | None):
-        """The ``Infer`` a task pipeline calls: graph runs through this version's batchers."""
+    def task_infer(self, deadline: float | None, waited: list[float]):
+        """The ``Infer`` a task pipeline calls: graph runs through this version's batchers.
+        Seconds spent waiting on them are added to ``waited[0]`` (the rest is pre/post-processing)."""
 
         async def infer(inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
-            return (await self.infer(inputs, graph=graph, deadline=deadline)).outputs
+            start = time.perf_counter()
+            try:
+                return (await self.infer(inputs, graph=graph, deadline=deadline)).outputs
+            finally:
+                waited[0] += time.perf_counter() - start
 
         return infer
 

@@ -139,3 +139,16 @@ def test_openapi_documents_typed_task_routes(client):
         op = spec["paths"][f"/predict/{task}"]["post"]
         assert "200" in op["responses"] and "requestBody" in op
     assert "multipart/form-data" in spec["paths"]["/predict/image"]["post"]["requestBody"]["content"]
+
+
+def test_processing_time_is_measured_per_task_request(client):
+    def processed() -> float:
+        prefix = 'dendrite_processing_duration_seconds_count{model="fashion-cnn"'
+        line = next(line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix))
+        return float(line.split()[-1])
+
+    client.post("/predict/image", json={"images": [base64.b64encode(photo()).decode()], "model": "fashion-cnn"})
+    before = processed()
+    for _ in range(3):
+        client.post("/predict/image", json={"images": [base64.b64encode(photo()).decode()], "model": "fashion-cnn"})
+    assert processed() - before == 3
