@@ -300,16 +300,17 @@ class SentimentRecipe(Recipe):
             "graphs": {"model": MODEL_FILE},
             "max_batch_size": 32,
             "dynamic_batching": {"max_queue_delay_microseconds": 2000},
-            "warmup": {"batch_sizes": [1, 32], "dims": {"input_ids": list(SERVING_BUCKETS),
-                                                      "attention_mask": list(SERVING_BUCKETS)}},
-            "parameters": {"tokenizer_file": TOKENIZER_FILE, "labels": list(self.data.labels),
-                           "length_buckets": list(SERVING_BUCKETS), "max_length": SERVING_BUCKETS[-1]},
+            # warm-up shape: the most common bucket (a tweet is 33 tokens on average)
+            "warmup": {"batch_sizes": [1, 32], "dims": {"input_ids": [SERVING_BUCKETS[1]],
+                                                      "attention_mask": [SERVING_BUCKETS[1]]}},
+            "parameters": {"tokenizer": TOKENIZER_FILE, "labels": list(self.data.labels),
+                           "buckets": list(SERVING_BUCKETS)},
         }
 
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         session = ort_session(Path(version_dir) / MODEL_FILE)
-        codec = SentimentCodec.from_files(Path(version_dir) / parameters["tokenizer_file"], parameters["labels"],
-                                          parameters["length_buckets"])
+        codec = SentimentCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters["labels"],
+                                          parameters["buckets"])
         texts, gold = self.data.texts("test"), self.data.gold("test")
         predictions = codec.predict(texts, lambda feeds: session.run(["logits"], feeds)[0])
         labels = [p.label for p in predictions]
