@@ -73,7 +73,11 @@ def from_json(name: str, datatype: str, shape: list[int], data: Any, max_element
                 raise TypeError("BOOL data must be true/false")
             arr = arr.astype(np.bool_, copy=False)
         else:
-            arr = np.asarray(data, dtype=dtype)
+            with np.errstate(over="ignore", invalid="ignore"):
+                arr = np.asarray(data, dtype=dtype)
+            # JSON has no NaN or infinity: a non-finite value came from null or an out-of-range number.
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise ValueError(f"null or a number out of {datatype} range")
     except (TypeError, ValueError, OverflowError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"input {name!r}: data does not fit datatype {datatype}: {exc}") from None
     if arr.size != count:

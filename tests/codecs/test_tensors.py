@@ -43,6 +43,8 @@ def test_bool_and_bytes():
         (("FP32", "2x2", [1, 2, 3, 4]), "shape must be a list of integers"),
         (("FLOAT", [1], [1.0]), "unknown datatype 'FLOAT'"),
         (("FP32", [2, 2], [[1, 2], [3]]), "does not fit"),
+        (("FP32", [2], [1, None]), "null or a number out of FP32 range"),
+        (("FP16", [1], [1e6]), "out of FP16 range"),
     ],
 )
 def test_json_errors_name_the_problem(args, message):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field
 
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.recommendation import Catalogue, recommend
@@ -12,7 +14,8 @@ MAX_K = 100
 
 
 class RecommendationRequest(TaskRequest):
-    user_id: str = Field(..., min_length=1, max_length=64, description="The user's id in the training data.")
+    user_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)] = Field(
+        ..., min_length=1, max_length=64, description="The user's id in the training data (a string; integers are accepted).")
     k: int | None = Field(None, ge=1, le=MAX_K, description=f"How many items (1..{MAX_K}; default: the model's).")
     exclude_seen: bool | None = Field(None, description="Leave out items the user already interacted with "
                                                          "(default: the model's, normally true).")  # fmt: skip

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 def _describe(exc: RequestValidationError) -> str:
     parts = []
     for e in exc.errors():
+        if e.get("type") == "json_invalid":
+            return f"request body is not valid JSON: {e.get('ctx', {}).get('error', e.get('msg'))}"
         where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "request"
         parts.append(f"{where}: {e.get('msg')}")
     return "; ".join(parts)
