@@ -34,7 +34,7 @@ system-deps: ## install the Debian packages the project needs (apt; sudo when no
 serve: install system-deps data ## install, obtain data, train missing models (in the background), serve REST :8000 and gRPC :8001
 	$(BIN)/python -m app serve --train-missing
 
-test: install system-deps ## run the test suite
+test: install system-deps data ## run the test suite (data: the smoke-profile training tests read real data subsets)
 	DENDRITE_REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -q
 
 docs: install ## regenerate docs/configuration.md from app/config.py
