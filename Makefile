@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the package with the cpu, dev and train extras
 
 # Debian packages the project needs: data sets (Fashion-MNIST, Ding de-en), wrk (bench),
-# Prometheus/promtool and docker-compose (deploy checks). Installed only when missing.
-APT_PACKAGES := dataset-fashion-mnist trans-de-en wrk prometheus docker-compose
+# Prometheus/promtool and docker-compose (deploy checks), chromium (browser tests, driven by
+# Playwright at /usr/bin/chromium). Installed only when missing.
+APT_PACKAGES := dataset-fashion-mnist trans-de-en wrk prometheus docker-compose chromium
 system-deps: ## install the Debian packages the project needs (apt; sudo when not root)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
