@@ -28,13 +28,13 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import orjson
 import yaml
 
 from bench import models as bench_models
+from bench.common import Server
 
 RESULTS = Path(__file__).parent / "results"
 CONCURRENCY = (1, 16, 64)
@@ -77,14 +77,6 @@ def ceiling(path: Path, shape: tuple[int, ...], instances: int, threads: int, ba
 
 
 # ---------------------------------------------------------------------- served
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_repo(root: Path, name: str, onnx_path: Path, max_batch: int, instances: int, threads: int, delay_us: int):
     for suffix, enabled in (("batched", True), ("unbatched", False)):
         folder = root / f"{name}-{suffix}"
@@ -97,39 +89,6 @@ def write_repo(root: Path, name: str, onnx_path: Path, max_batch: int, instances
             "warmup": {"batch_sizes": sorted({1, 8, 16, 32, max_batch})},
         }
         (folder / "config.yaml").write_text(yaml.safe_dump(config))
-
-
-class Server:
-    def __init__(self, repo: Path):
-        self.port = free_port()
-        env = {**os.environ, "DENDRITE_GRPC_ENABLED": "false", "DENDRITE_LOG_LEVEL": "warning"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "serve", "--repository", str(repo), "--http-port", str(self.port),
-             "--host", "127.0.0.1"], env=env)  # fmt: skip
-        self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-
-    def counters(self, model: str) -> tuple[float, float]:
-        text = httpx.get(f"{self.url}/metrics").text
-
-        def get(metric):
-            m = re.search(rf'^{metric}{{model="{re.escape(model)}",version="1"}} (\S+)$', text, re.M)
-            return float(m.group(1)) if m else 0.0
-
-        return get("dendrite_inference_count_total"), get("dendrite_execution_count_total")
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 def binary_body(shape: tuple[int, ...], path: Path) -> int:

@@ -1,0 +1,444 @@
+"""Task benchmark: /predict per task over REST and the typed gRPC service, and OIP gRPC raw tensors
+vs REST binary tensors.
+
+    python -m bench.tasks                      # (make bench) ~5 minutes on 2 cores
+    python -m bench.tasks --quick              # short cells, end-to-end smoke run
+    python -m bench.tasks --repository models  # the default; tasks whose model is missing get smoke models
+
+One real server (``python -m app serve``, REST and gRPC in one process) holds the model of every task.
+For each task (image, sentiment, translation, recommendation), at 16 and 64 concurrent clients, over
+REST (``POST /predict/{task}``, aiohttp) and over gRPC (``dendrite.v1.Predict``, grpc.aio over several
+channels), a closed-loop load generator in its own process (bench.loadgen) sends realistic single-item
+requests: a real photo (scikit-learn's sample images, JPEG), short tweet-like texts, short German
+sentences, known user ids. Reported per cell: requests/s, p50/p99 latency at the client, mean batch
+size (rows / session runs, from /metrics deltas), the pre/post-processing share (processing time /
+in-server request time, both from /metrics deltas), server and client CPU per request, errors.
+
+Then the Open Inference Protocol on image models: gRPC ``ModelInfer`` with ``raw_input_contents`` vs
+REST ``/v2/models/{m}/infer`` with binary tensors (both ask for binary/raw outputs), same model,
+same concurrency, measured REST, gRPC, gRPC, REST (so drift on a busy machine cancels).
+
+The machine's load average is recorded with the results; on a shared machine compare the ratios
+inside one run, not absolute numbers across runs. Writes bench/results/tasks.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import yaml
+
+from bench.common import Server, load_average, metric, parse_metrics
+
+RESULTS = Path(__file__).parent / "results"
+TASKS = ("image", "sentiment", "translation", "recommendation")
+CONCURRENCY = (16, 64)
+GRPC_CHANNELS = 4
+
+SENTIMENT_TEXTS = [
+    "just got my coffee and the sun is out, best morning in weeks!",
+    "my flight got cancelled again. third time this month. done with this airline",
+    "the new update is okay i guess, nothing special",
+    "can't believe how good the concert was last night!!! still buzzing",
+    "stuck in traffic for two hours, phone battery at 3%",
+    "anyone else watching the game tonight?",
+    "customer service hung up on me twice. never ordering from them again",
+    "finally finished my thesis draft, feeling proud",
+    "meh. monday again",
+    "loving the new phone, the camera is unreal",
+    "the package arrived broken and nobody answers emails",
+    "reading a book in the park, perfect afternoon",
+    "that movie was a total waste of time",
+    "got the job!!! starting next week",
+    "weather is grey, mood is grey",
+    "thanks everyone for the birthday wishes, you made my day",
+]
+
+GERMAN_SENTENCES = [
+    "Das Wetter ist heute schön.",
+    "Ich trinke jeden Morgen einen Kaffee.",
+    "Wo ist der Bahnhof?",
+    "Wir gehen am Wochenende ins Kino.",
+    "Der Zug hat zehn Minuten Verspätung.",
+    "Kannst du mir bitte helfen?",
+    "Das Essen in diesem Restaurant ist sehr gut.",
+    "Meine Schwester wohnt in Berlin.",
+    "Ich habe das Buch gestern gelesen.",
+    "Die Kinder spielen im Garten.",
+    "Morgen habe ich einen wichtigen Termin.",
+    "Vielen Dank für deine Hilfe.",
+]
+
+
+# ---------------------------------------------------------------------- models
+def scan(repo: Path) -> dict[str, dict]:
+    """Model name -> {task, dir, version, profile} for every model with a version in `repo`."""
+    found = {}
+    if not repo.is_dir():
+        return found
+    for folder in sorted(p for p in repo.iterdir() if (p / "config.yaml").is_file()):
+        versions = sorted((int(v.name), v) for v in folder.iterdir() if v.is_dir() and v.name.isdigit()
+                          and any(v.iterdir()))  # fmt: skip
+        if not versions:
+            continue
+        task = (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("task")
+        number, vdir = versions[-1]
+        card = vdir / "card.json"
+        profile = json.loads(card.read_text()).get("profile", "?") if card.is_file() else "no card"
+        found[folder.name] = {"task": task, "dir": folder, "version": str(number), "profile": profile}
+    return found
+
+
+def default_models() -> dict[str, str]:
+    from app.config import Settings
+
+    return Settings().default_models
+
+
+def train_smoke(models: list[str], smoke: Path) -> None:
+    """Train the recipes of `models` with the smoke profile into `smoke` (in child processes: torch stays out of here)."""
+    mapping = json.loads(subprocess.run(
+        [sys.executable, "-c", "import json; from app.training.recipes import RECIPES; "
+                               "print(json.dumps({c.name: k for k, c in RECIPES.items()}))"],
+        capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    for name in models:
+        if name not in mapping:
+            sys.exit(f"no recipe trains model {name!r}")
+        print(f"   training smoke model {name} (recipe {mapping[name]}) into {smoke}", flush=True)
+        subprocess.run([sys.executable, "-m", "app.training", mapping[name], "--profile", "smoke",
+                        "--repository", str(smoke)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def choose_models(repository: Path, smoke: Path, oip_models: list[str]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(task -> model info, OIP model name -> info): from `repository` where it has them, else smoke-trained."""
+    given, defaults = scan(repository), default_models()
+    chosen: dict[str, str] = {}
+    missing = []
+    for task in TASKS:
+        name = defaults.get(task)
+        if name not in given:
+            name = next((n for n, m in given.items() if m["task"] == task), name)
+        chosen[task] = name
+        if name not in given:
+            missing.append(name)
+    missing += [m for m in oip_models if m not in given and m not in missing]
+    have = scan(smoke)
+    if todo := [m for m in missing if m not in have]:
+        train_smoke(todo, smoke)
+        have = scan(smoke)
+    pick = {name: {**given[name], "source": str(repository)} if name in given else {**have[name], "source": "smoke"}
+            for name in {*chosen.values(), *oip_models}}  # fmt: skip
+    return {task: {"name": name, **pick[name]} for task, name in chosen.items()}, {m: pick[m] for m in oip_models}
+
+
+def link_repo(root: Path, models: dict[str, dict]) -> Path:
+    """A repository of the chosen versions (hard links where the file system allows, else copies: the
+    server refuses model folders that resolve outside its repository, so no symlinks)."""
+
+    def link(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    repo = root / "repo"
+    for name, info in models.items():
+        (repo / name).mkdir(parents=True)
+        shutil.copy2(info["dir"] / "config.yaml", repo / name / "config.yaml")
+        shutil.copytree(info["dir"] / info["version"], repo / name / info["version"], copy_function=link)
+    return repo
+
+
+# ---------------------------------------------------------------------- requests
+def photos() -> list[bytes]:
+    """scikit-learn's two sample photos (427x640) as JPEG files."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    out = []
+    for name in ("china.jpg", "flower.jpg"):
+        buf = io.BytesIO()
+        Image.fromarray(load_sample_image(name)).save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def known_users(info: dict, n: int = 64) -> list[str]:
+    users = info["dir"] / info["version"] / "users.json"
+    if users.is_file():
+        ids = json.loads(users.read_text()).get("ids") or []
+        if ids:
+            return [str(u) for u in ids[: n]]
+    return [str(i) for i in range(1, n + 1)]  # MovieLens ids start at 1
+
+
+def task_payloads(task: str, info: dict) -> tuple[list[dict], str, list[bytes]]:
+    """(REST JSON bodies, gRPC method, serialized gRPC requests): one item per request."""
+    from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
+
+    model = info["name"]
+    if task == "image":
+        files = photos()
+        rest = [{"model": model, "images": [base64.b64encode(f).decode()]} for f in files]
+        grpc_ = [pb.ImageRequest(model=model, images=[f]) for f in files]
+        method = "Image"
+    elif task == "sentiment":
+        rest = [{"model": model, "texts": [t]} for t in SENTIMENT_TEXTS]
+        grpc_ = [pb.SentimentRequest(model=model, texts=[t]) for t in SENTIMENT_TEXTS]
+        method = "Sentiment"
+    elif task == "translation":
+        rest = [{"model": model, "texts": [t]} for t in GERMAN_SENTENCES]
+        grpc_ = [pb.TranslationRequest(model=model, texts=[t]) for t in GERMAN_SENTENCES]
+        method = "Translation"
+    else:
+        users = known_users(info)
+        rest = [{"model": model, "user_id": u, "k": 10} for u in users]
+        grpc_ = [pb.RecommendationRequest(model=model, user_id=u, k=10) for u in users]
+        method = "Recommendation"
+    return rest, f"/dendrite.v1.Predict/{method}", [m.SerializeToString() for m in grpc_]
+
+
+def check_task(server: Server, task: str, rest: dict, method: str, grpc_body: bytes) -> str:
+    """One parsed answer over each transport before the load (a broken setup fails here, not as a table of errors)."""
+    import grpc
+
+    from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
+
+    r = httpx.post(f"{server.url}/predict/{task}", json=rest, timeout=120)
+    if r.status_code != 200:
+        raise RuntimeError(f"REST /predict/{task}: {r.status_code} {r.text[:300]}")
+    reply_type = {"Image": pb.ImageResponse, "Sentiment": pb.SentimentResponse,
+                  "Translation": pb.TranslationResponse, "Recommendation": pb.RecommendationResponse}[method.rsplit("/", 1)[1]]  # fmt: skip
+    with grpc.insecure_channel(server.grpc_target) as ch:
+        raw = ch.unary_unary(method)(grpc_body, timeout=120)
+    reply_type.FromString(raw)
+    body = r.json()
+    if task == "image":
+        return f"top-1 {body['predictions'][0]['labels'][0]['label']!r}"
+    if task == "sentiment":
+        return f"{rest['texts'][0][:30]!r} -> {body['predictions'][0]['label']}"
+    if task == "translation":
+        return f"{rest['texts'][0]!r} -> {body['translations'][0]['text']!r}"
+    return f"user {rest['user_id']}: {len(body['items'])} items, first {body['items'][0]['title']!r}"
+
+
+def oip_payloads(server: Server, model: str) -> tuple[tuple[str, dict, bytes], bytes]:
+    """(REST binary-tensor request, serialized gRPC ModelInferRequest with raw_input_contents) for one sample."""
+    from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
+
+    meta = httpx.get(f"{server.url}/v2/models/{model}").json()
+    spec, out = meta["inputs"][0], meta["outputs"][0]["name"]
+    shape = [1 if d < 0 else d for d in spec["shape"]]
+    dtype = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32}[spec["datatype"]]
+    raw = np.random.default_rng(0).standard_normal(shape).astype(dtype).tobytes()
+    header = orjson.dumps({"inputs": [{"name": spec["name"], "shape": shape, "datatype": spec["datatype"],
+                                       "parameters": {"binary_data_size": len(raw)}}],
+                           "outputs": [{"name": out, "parameters": {"binary_data": True}}]})  # fmt: skip
+    rest = (f"/v2/models/{model}/infer",
+            {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
+            header + raw)  # fmt: skip
+    request = pb.ModelInferRequest(
+        model_name=model, inputs=[pb.ModelInferRequest.InferInputTensor(name=spec["name"], datatype=spec["datatype"], shape=shape)],
+        outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=out)], raw_input_contents=[raw])  # fmt: skip
+    return rest, request.SerializeToString()
+
+
+# ---------------------------------------------------------------------- cells
+def drive(spec: dict, tmp: Path) -> dict:
+    path = tmp / "spec.pickle"
+    path.write_bytes(pickle.dumps(spec))
+    proc = subprocess.run([sys.executable, "-m", "bench.loadgen", str(path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cell(server: Server, tmp: Path, *, kind: str, model: str, version: str, concurrency: int, payloads: list,
+         method: str | None, args) -> dict:  # fmt: skip
+    spec = {"kind": kind, "concurrency": concurrency, "warmup": args.warmup, "seconds": args.seconds,
+            "metrics_url": f"{server.url}/metrics", "payloads": payloads, "url": server.url,
+            "target": server.grpc_target, "method": method, "channels": args.channels}  # fmt: skip
+    res = drive(spec, tmp)
+    m0, m1 = parse_metrics(res.pop("metrics_before")), parse_metrics(res.pop("metrics_after"))
+
+    def delta(name: str, **labels) -> float:
+        return metric(m1, name, **labels) - metric(m0, name, **labels)
+
+    mv = {"model": model, "version": version}
+    rows = delta("dendrite_inference_count_total", **mv)
+    runs = delta("dendrite_execution_count_total", **mv)
+    req_sum = delta("dendrite_request_duration_seconds_sum", **mv, protocol=kind)
+    req_n = delta("dendrite_request_duration_seconds_count", **mv, protocol=kind)
+    proc_sum = delta("dendrite_processing_duration_seconds_sum", **mv)
+    proc_n = delta("dendrite_processing_duration_seconds_count", **mv)
+    cpu = delta("process_cpu_seconds_total")
+    ok = max(1, res["ok"])
+    return {**res, "protocol": kind, "concurrency": concurrency, "model": model, "version": version,
+            "mean_batch": rows / runs if runs else None, "server_ms": 1e3 * req_sum / req_n if req_n else None,
+            "processing_share": proc_sum / req_sum if req_sum and proc_n else None,
+            "processing_ms": 1e3 * proc_sum / proc_n if proc_n else None,
+            "server_cpu_ms": 1e3 * cpu / ok, "client_cpu_ms": 1e3 * res["client_cpu_s"] / ok,
+            "error_count": sum(res["errors"].values()), "loadavg": os.getloadavg()[0]}  # fmt: skip
+
+
+def show(label: str, r: dict) -> None:
+    def ms(v):
+        return f"{v * 1e3:7.1f}" if v is not None else "      -"
+
+    share = f"{r['processing_share']:.0%}" if r["processing_share"] is not None else "-"
+    batch = f"{r['mean_batch']:.1f}" if r["mean_batch"] is not None else "-"
+    print(f"   {label:28s} {r['protocol']:4s} c={r['concurrency']:<3d} {r['rps']:7.1f} req/s  p50 {ms(r['p50'])} ms  "
+          f"p99 {ms(r['p99'])} ms  batch {batch:>5s}  pre/post {share:>4s}  server CPU {r['server_cpu_ms']:.2f} ms/req  "
+          f"errors {r['error_count']}  load {r['loadavg']:.1f}", flush=True)  # fmt: skip
+
+
+# ---------------------------------------------------------------------- report
+def _ms(v) -> str:
+    return f"{v * 1e3:.1f}" if v is not None else "-"
+
+
+def _opt(v, fmt) -> str:
+    return format(v, fmt) if v is not None else "-"
+
+
+def table(task_rows: list[dict], oip_rows: list[dict], meta: dict) -> str:
+    lines = [
+        "# Task benchmark", "",
+        f"{meta['when']}, {meta['cpus']} CPU cores shared with other work: load average {meta['load_start']} at the "
+        f"start, {meta['load_end']} at the end (1/5/15 min). Closed-loop clients in a separate process "
+        f"(aiohttp for REST, grpc.aio over {meta['channels']} channels for gRPC), one item per request, "
+        f"{meta['warmup']:g} s warm-up + {meta['seconds']:g} s measured per cell. Compare ratios within this run: "
+        f"absolute numbers move with the machine's other load.", "",
+        "Models: " + "; ".join(f"{t}: `{m['name']}` v{m['version']} ({m['profile']} profile, from {m['source']})"
+                               for t, m in meta["models"].items()) + ".", "",
+        "mean batch = rows / ONNX Runtime session runs; pre/post = task pre- and post-processing time / in-server "
+        "request time (both from /metrics deltas); server CPU = server process CPU seconds per request.", "",
+        "| task | protocol | clients | req/s | p50 ms | p99 ms | mean batch | pre/post share | pre/post ms/req | "
+        "server CPU ms/req | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]  # fmt: skip
+    for r in task_rows:
+        share = f"{r['processing_share']:.0%}" if r["processing_share"] is not None else "-"
+        lines.append(f"| {r['task']} | {r['protocol']} | {r['concurrency']} | {r['rps']:.1f} | {_ms(r['p50'])} | "
+                     f"{_ms(r['p99'])} | {_opt(r['mean_batch'], '.1f')} | {share} | {_opt(r['processing_ms'], '.2f')} | "
+                     f"{r['server_cpu_ms']:.2f} | {r['error_count']} |")  # fmt: skip
+    if oip_rows:
+        lines += [
+            "", "## Open Inference Protocol: gRPC raw tensors vs REST binary tensors", "",
+            "Same model, same concurrency, one sample per request, measured REST, gRPC, gRPC, REST; req/s is the mean "
+            "of the two runs of each (each run listed). Bar: gRPC raw >= REST binary.", "",
+            "| model | input | clients | REST binary req/s | gRPC raw req/s | gRPC / REST | REST p50/p99 ms | "
+            "gRPC p50/p99 ms | server CPU ms/req REST / gRPC | client CPU ms/req REST / gRPC | errors |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]  # fmt: skip
+        for o in oip_rows:
+            rest, grpc_ = o["rest"], o["grpc"]
+            each_rest = " / ".join(format(r["rps"], ".0f") for r in rest)
+            each_grpc = " / ".join(format(r["rps"], ".0f") for r in grpc_)
+            lines.append(
+                f"| {o['model']} | {o['input']} | {o['concurrency']} | {o['rest_rps']:.1f} ({each_rest}) | "
+                f"{o['grpc_rps']:.1f} ({each_grpc}) | **{o['ratio']:.2f}** | "
+                f"{_ms(rest[0]['p50'])} / {_ms(rest[0]['p99'])} | {_ms(grpc_[0]['p50'])} / {_ms(grpc_[0]['p99'])} | "
+                f"{np.mean([r['server_cpu_ms'] for r in rest]):.2f} / {np.mean([r['server_cpu_ms'] for r in grpc_]):.2f} | "
+                f"{np.mean([r['client_cpu_ms'] for r in rest]):.2f} / {np.mean([r['client_cpu_ms'] for r in grpc_]):.2f} | "
+                f"{sum(r['error_count'] for r in rest + grpc_)} |")  # fmt: skip
+    lines += ["", f"Reproduce: `{meta['command']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repository", type=Path, default=Path("models"),
+                        help="model repository; a task whose model is missing gets a smoke-trained one")
+    parser.add_argument("--smoke-dir", type=Path,
+                        help="where smoke models are trained (and reused from on later runs); default: a temp dir")
+    parser.add_argument("--quick", action="store_true", help="short cells (end-to-end smoke run)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per cell")
+    parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per cell")
+    parser.add_argument("--channels", type=int, default=GRPC_CHANNELS, help="gRPC channels (connections) per load generator")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
+    parser.add_argument("--oip-models", default="fashion-cnn,imagenet-efficientnet-lite0",
+                        help="image models for the OIP gRPC-raw vs REST-binary comparison ('' to skip)")
+    parser.add_argument("--oip-seconds", type=float, default=5.0, help="measured seconds per OIP run (4 runs per row)")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup, args.oip_seconds = 2.0, 0.5, 1.5
+    tasks = [t for t in args.tasks.split(",") if t]
+    oip_models = [m for m in args.oip_models.split(",") if m]
+    RESULTS.mkdir(exist_ok=True)
+    load_start = load_average()
+    print(f"== task bench, load average {load_start}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp_:
+        tmp = Path(tmp_)
+        smoke = args.smoke_dir or tmp / "smoke"
+        smoke.mkdir(parents=True, exist_ok=True)
+        task_models, oip_info = choose_models(args.repository, smoke, oip_models)
+        task_models = {t: task_models[t] for t in tasks}
+        served = {m["name"]: m for m in task_models.values()} | oip_info
+        for t, m in task_models.items():
+            print(f"   {t}: {m['name']} v{m['version']} ({m['profile']} profile, from {m['source']})", flush=True)
+        server = Server(link_repo(tmp, served), grpc=True, timeout=600)
+        task_rows, oip_rows = [], []
+        try:
+            for task, info in task_models.items():
+                rest, method, grpc_bodies = task_payloads(task, info)
+                print(f"\n== {task}: {info['name']} ({check_task(server, task, rest[0], method, grpc_bodies[0])})",
+                      flush=True)  # fmt: skip
+                rest_payloads = [(f"/predict/{task}", {"Content-Type": "application/json"}, orjson.dumps(b)) for b in rest]
+                for c in CONCURRENCY:
+                    for kind, payloads in (("rest", rest_payloads), ("grpc", grpc_bodies)):
+                        r = cell(server, tmp, kind=kind, model=info["name"], version=info["version"], concurrency=c,
+                                 payloads=payloads, method=method, args=args)  # fmt: skip
+                        r["task"] = task
+                        show(task, r)
+                        task_rows.append(r)
+            oip_args = argparse.Namespace(**{**vars(args), "seconds": args.oip_seconds})
+            for model in oip_models:
+                rest_req, grpc_req = oip_payloads(server, model)
+                n_bytes = len(grpc_req)
+                print(f"\n== OIP {model}: one sample, {n_bytes / 1024:.0f} KiB", flush=True)
+                for c in CONCURRENCY:
+                    runs = {"rest": [], "grpc": []}
+                    for kind in ("rest", "grpc", "grpc", "rest"):
+                        payloads = [rest_req] if kind == "rest" else [grpc_req]
+                        r = cell(server, tmp, kind=kind, model=model, version=oip_info[model]["version"], concurrency=c,
+                                 payloads=payloads, method="/inference.GRPCInferenceService/ModelInfer",
+                                 args=oip_args)  # fmt: skip
+                        show(f"OIP {model}", r)
+                        runs[kind].append(r)
+                    rest_rps = float(np.mean([r["rps"] for r in runs["rest"]]))
+                    grpc_rps = float(np.mean([r["rps"] for r in runs["grpc"]]))
+                    oip_rows.append({"model": model, "input": f"{n_bytes / 1024:.0f} KiB", "concurrency": c,
+                                     "rest": runs["rest"], "grpc": runs["grpc"], "rest_rps": rest_rps,
+                                     "grpc_rps": grpc_rps, "ratio": grpc_rps / rest_rps if rest_rps else float("nan")})  # fmt: skip
+                    print(f"   -> gRPC raw / REST binary at c={c}: {oip_rows[-1]['ratio']:.2f}", flush=True)
+        finally:
+            server.stop()
+    meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "load_start": load_start,
+            "load_end": load_average(), "channels": args.channels, "warmup": args.warmup, "seconds": args.seconds,
+            "models": {t: {k: str(v) for k, v in m.items()} for t, m in task_models.items()},
+            "command": "python -m bench.tasks" + (" --quick" if args.quick else "")}  # fmt: skip
+    md = table(task_rows, oip_rows, meta)
+    (RESULTS / "tasks.md").write_text(md)
+    (RESULTS / "tasks.json").write_text(json.dumps({"meta": meta, "tasks": task_rows, "oip": oip_rows}, indent=2,
+                                                   default=str))  # fmt: skip
+    print("\n" + md)
+    print(f"wrote {RESULTS}/tasks.md, tasks.json")
+
+
+if __name__ == "__main__":
+    main()
