@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     server_name: str = Field("dendrite", description="Name reported by GET /v2 (server metadata).")
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="On SIGTERM: how long REST and gRPC let accepted requests finish before exiting."
+    )
+    shutdown_delay_seconds: float = Field(
+        0.0, ge=0, description="On SIGTERM: keep serving this long while readiness reports 503 / NOT_SERVING "
+        "(lets load balancers stop sending), then stop accepting. Kubernetes: a few seconds.",
+    )
 
     # --- model repository -----------------------------------------------------------------
     model_repository: Path = Field(Path("models"), description="Folder holding <model>/config.yaml and <model>/<version>/.")
@@ -71,6 +78,20 @@ class Settings(BaseSettings):
     # --- batching defaults ------------------------------------------------------------------
     default_max_queue_size: int = Field(1024, ge=1, description="Per-model queue bound when config.yaml sets none.")
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 503 when a queue is full.")
+
+    # --- security ---------------------------------------------------------------------------
+    api_keys: list[str] = Field(
+        default_factory=list, description="Keys for the inference routes (REST infer, /predict, metadata; gRPC "
+        "except health and readiness): clients send `Authorization: Bearer <key>` or `X-API-Key: <key>` (gRPC: "
+        'the same as metadata). A JSON list; empty = no key needed. Compared in constant time.',
+    )
+    repository_api_keys: list[str] = Field(
+        default_factory=list, description="Keys for the repository load/unload routes, separate from api_keys "
+        "(a JSON list). Empty = those routes need no key once DENDRITE_REPOSITORY_API_ENABLED is on.",
+    )
+    metrics_enabled: bool = Field(True, description="Serve GET /metrics (Prometheus).")
+    metrics_require_key: bool = Field(False, description="GET /metrics needs one of api_keys (when any are set).")
+    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json.")
 
     # --- limits -----------------------------------------------------------------------------
     max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest accepted request body.")

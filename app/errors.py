@@ -73,6 +73,16 @@ class DeadlineExceeded(DendriteError):
     grpc_code = "DEADLINE_EXCEEDED"
 
 
+class Unauthenticated(DendriteError):
+    """No valid API key / bearer token for a route that needs one (see app.auth)."""
+
+    http_status = 401
+    grpc_code = "UNAUTHENTICATED"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
 class Forbidden(DendriteError):
     """An API that is switched off by configuration."""
 

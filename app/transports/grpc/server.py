@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from app import auth
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.transports.grpc import oip, predict
@@ -18,10 +19,29 @@ from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-# How long stop() lets in-flight RPCs finish; the same as uvicorn's timeout_graceful_shutdown.
-GRACE_SECONDS = 30.0
 # The empty name is the server as a whole (what `grpc_health_probe` and Kubernetes ask by default).
 HEALTH_SERVICES = ("", oip.SERVICE_NAME, predict.SERVICE_NAME)
+
+
+class KeyInterceptor(grpc.aio.ServerInterceptor):
+    """API keys (``app.auth``) from the ``authorization: Bearer <key>`` or ``x-api-key`` metadata;
+    health, reflection, ServerLive and ServerReady stay open."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+        async def deny(request, context):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, auth.MISSING)
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        keys = auth.required_grpc_keys(self.settings, details.method)
+        if keys:
+            metadata = dict(details.invocation_metadata or ())
+            if not auth.authorized(auth.presented_key(metadata.get("authorization"), metadata.get("x-api-key")), keys):
+                return self._deny
+        return await continuation(details)
 
 
 class GrpcServer:
@@ -30,7 +50,8 @@ class GrpcServer:
         self.settings = settings
         limit = settings.grpc_max_message_bytes
         # gRPC's default receive limit is 4 MB, too small for image batches and raw tensors.
-        self.server = grpc.aio.server(options=[
+        interceptors = [KeyInterceptor(settings)] if settings.api_keys else []
+        self.server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
@@ -61,7 +82,12 @@ class GrpcServer:
                  self.settings.grpc_max_message_bytes)  # fmt: skip
         return self.port
 
-    async def stop(self, grace: float = GRACE_SECONDS) -> None:
-        """Report NOT_SERVING (load balancers stop sending), refuse new RPCs, let running ones finish."""
+    async def not_serving(self) -> None:
+        """Report NOT_SERVING (load balancers stop sending) while still serving."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, refuse new RPCs, let running ones finish within ``grace`` seconds
+        (default DENDRITE_SHUTDOWN_GRACE_SECONDS, the same bound uvicorn gets)."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)

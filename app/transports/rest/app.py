@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from app import __version__
 from app.metrics import CONTENT_TYPE
-from app.transports.rest import errors, oip, predict
+from app.transports.rest import errors, guard, oip, predict, ui
 
 if TYPE_CHECKING:
     from app.server import Service
@@ -30,15 +30,23 @@ def create_app(service: "Service") -> FastAPI:
         description="Inference serving: Open Inference Protocol (KServe v2) over REST and gRPC, "
         "dynamic batching, Prometheus metrics.",
         lifespan=lifespan,
+        # /docs and /redoc are served by ui.install from packaged assets (FastAPI's own pages use a CDN)
+        docs_url=None,
+        redoc_url=None,
+        **({} if service.settings.docs_enabled else {"openapi_url": None}),
     )
     app.state.dataplane = service.dataplane
     errors.install(app)
     app.include_router(oip.router)
     app.include_router(predict.router)
+    ui.install(app, service.metrics)  # playground at /, GET /status, offline /docs and /redoc
     app.add_middleware(oip.InferFastPath)
+    app.add_middleware(guard.Guard, settings=service.settings)  # outermost: keys and disconnects cover the fast path
 
-    @app.get("/metrics", tags=["Observability"], response_class=Response)
-    async def metrics(request: Request) -> Response:
-        return Response(service.metrics.expose(), media_type=CONTENT_TYPE)
+    if service.settings.metrics_enabled:
+
+        @app.get("/metrics", tags=["Observability"], response_class=Response)
+        async def metrics(request: Request) -> Response:
+            return Response(service.metrics.expose(), media_type=CONTENT_TYPE)
 
     return app

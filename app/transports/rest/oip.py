@@ -8,6 +8,7 @@ import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.codecs import oip_rest
@@ -145,6 +146,8 @@ class InferFastPath:
                     response = await handle_infer(request, match.group(1), match.group(2))
                 except DendriteError as exc:
                     response = errors.error_response(exc)
+                except ClientDisconnect:  # gone while sending the body: nobody to answer
+                    return
                 except Exception as exc:  # noqa: BLE001 - same contract as the app's catch-all handler
                     response = errors.unexpected_response(exc)
                 await response(scope, receive, send)
