@@ -50,8 +50,9 @@ check-protos: ## CI: fail when the committed gRPC stubs differ from what `make p
 	@git diff --exit-code --stat -- $(PROTO_STUBS) && test -z "$$(git status --porcelain -- $(PROTO_STUBS))" \
 		|| { git status --short -- $(PROTO_STUBS); echo "gRPC stubs are stale: run 'make protos' and commit $(PROTO_STUBS)"; exit 1; }
 
-bench: install system-deps ## serving benchmark: throughput/latency table and plot under bench/results/
+bench: install system-deps ## serving and task benchmarks: tables (and a plot) under bench/results/
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.tasks
 
 data: install ## obtain the training data sets (Fashion-MNIST from Debian, MovieLens-100k from the recbole wheel)
 	$(BIN)/python -m app.training.data
