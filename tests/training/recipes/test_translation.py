@@ -1,0 +1,64 @@
+"""The translation recipe end to end (smoke profile) on a TSV the test writes, and its baseline."""
+
+import json
+import random
+
+import numpy as np
+
+from app.repository.config import load_config
+from app.tasks.translation import TranslationCodec
+from app.training.recipes.translation import PROFILES, TranslationData, dictionary_baseline, load_data, onnx_runner
+from app.training.runner import run_recipe
+from app.training.text.corpora import Pair
+from app.training.text.splits import Split
+
+NOUNS = [("Hund", "dog"), ("Haus", "house"), ("Garten", "garden"), ("Auto", "car"), ("Baum", "tree")]
+ADJECTIVES = [("klein", "small"), ("groß", "big"), ("alt", "old"), ("neu", "new")]
+
+
+def write_pairs(path):
+    lines = [f"Der {de} ist {de_adj}.\tThe {en} is {en_adj}.\n"
+             for de, en in NOUNS for de_adj, en_adj in ADJECTIVES]
+    lines += [f"Wo ist der {de}?\tWhere is the {en}?\n" for de, en in NOUNS]
+    lines *= 8  # repeated pairs: the split must still keep each German sentence on one side
+    random.Random(0).shuffle(lines)
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def test_split_keeps_every_source_sentence_on_one_side(tmp_path):
+    write_pairs(tmp_path / "pairs.tsv")
+    data = load_data(PROFILES["smoke"], tmp_path / "pairs.tsv")
+    train = {p.source for p in data.part("train")}
+    assert train.isdisjoint(p.source for p in data.part("test") + data.part("validation"))
+    assert data.part("test") and not data.phrases
+
+
+def test_dictionary_baseline_translates_word_by_word():
+    data = TranslationData(pairs=[], split=Split([], [], []),
+                           phrases=[Pair("Hund", "dog"), Pair("klein", "small"), Pair("klein", "little"),
+                                    Pair("klein", "small"), Pair("der Hund", "the dog")])
+    assert dictionary_baseline(data, ["Der Hund ist klein."]) == ["Der dog ist small."]
+
+
+def test_smoke_run_publishes_two_graphs_that_decode_like_torch(tmp_path):
+    write_pairs(tmp_path / "pairs.tsv")
+    version_dir = run_recipe("translation", profile="smoke", data_path=tmp_path / "pairs.tsv",
+                             repository=tmp_path / "models")
+    assert sorted(p.name for p in version_dir.iterdir()) == ["card.json", "decoder_step.onnx", "encoder.onnx",
+                                                             "tokenizer.json"]
+    config = load_config(version_dir.parent / "config.yaml", "translation-de-en")
+    assert config.graphs == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+    card = json.loads((version_dir / "card.json").read_text())
+    encoder_parity, step_parity, decode_parity = card["parity"]
+    assert encoder_parity["max_abs_diff"] <= 1e-4 and step_parity["max_abs_diff"] <= 1e-4
+    assert step_parity["top_k_mismatched_rows"] == 0 and decode_parity["sentences_with_different_tokens"] == 0
+    assert {"bleu", "chrf", "bleu_beam4", "chrf_beam4"} <= set(card["metrics"])
+
+    codec = TranslationCodec.from_files(version_dir / "tokenizer.json", config.parameters)
+    run = onnx_runner(version_dir)
+    texts = ["Der Hund ist klein.", "Wo ist das große alte Haus im Garten?", "Haus"]
+    for beam_size in (1, 3):
+        out = codec.translate(texts, run, beam_size=beam_size, max_output_length=6)
+        assert len(out) == 3 and all(len(t.token_ids) <= 6 for t in out)
+    memory = run("encoder", {"src_ids": codec.encode_sources(texts)[0]})[0]
+    assert memory.dtype == np.float32 and memory.shape[0] == 3
