@@ -8,7 +8,8 @@ import binascii
 
 from pydantic import BaseModel, Field
 
-from app.errors import InvalidInput
+from app.config import Settings
+from app.errors import InvalidInput, PayloadTooLarge
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.image.postprocess import load_labels, top_k
 from app.tasks.image.preprocess import ImagePreprocessing, preprocess
@@ -18,9 +19,16 @@ class ImageRequest(TaskRequest):
     images: list[str] = Field(..., min_length=1, description="Base64-encoded JPEG, PNG, WebP, BMP or GIF files.")
     top_k: int | None = Field(None, ge=1, le=1000, description="How many labels per image (default: the model's).")
 
-
     def item_count(self) -> int:
         return len(self.images)
+
+    def check_limits(self, settings: Settings) -> None:
+        super().check_limits(settings)
+        for i, item in enumerate(self.images):
+            size = len(item) * 3 // 4  # decoded size of base64 text, give or take padding
+            if size > settings.max_image_bytes:
+                raise PayloadTooLarge(f"images[{i}] has about {size} bytes, over the limit of "
+                                      f"{settings.max_image_bytes} (DENDRITE_MAX_IMAGE_BYTES)")  # fmt: skip
 
 
 class Label(BaseModel):

@@ -22,7 +22,8 @@ def photo(name: str = "china.jpg", fmt: str = "JPEG") -> bytes:
 
 @pytest.fixture(scope="module")
 def server(smoke_repository):
-    with live_server(smoke_repository, max_image_pixels=2_000_000, max_items_per_request=8) as s:
+    with live_server(smoke_repository, max_image_pixels=2_000_000, max_items_per_request=8,
+                     max_image_bytes=1_000_000) as s:
         yield s
 
 
@@ -66,6 +67,7 @@ def test_image_formats_and_several_items_per_request(client, fmt):
         ({"files": [("images", ("x.txt", b"hello", "text/plain"))]}, 415, "not an image"),
         ({"content": b"raw bytes", "headers": {"Content-Type": "image/jpeg"}}, 415, "multipart/form-data"),
         ({"json": {"images": ["aGk="] * 9}}, 413, "DENDRITE_MAX_ITEMS_PER_REQUEST"),
+        ({"json": {"images": ["A" * 1_500_000]}}, 413, "DENDRITE_MAX_IMAGE_BYTES"),
         ({"json": {"images": ["aGk="], "model": "recommendation-neumf"}}, 400, "serves task 'recommendation'"),
         ({"json": {"images": ["aGk="], "model": "nope"}}, 404, "nope"),
     ],
