@@ -1,0 +1,176 @@
+"""Reliability-test support: a real ``python -m app serve`` child process (so SIGTERM, RSS and
+exit codes are the real thing), binary-tensor infer bodies, and an open-loop load generator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import httpx
+import numpy as np
+
+from tests.support import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ServerProcess:
+    def __init__(self, repo: Path, *, grpc: bool = False, env: dict[str, str] | None = None, timeout: float = 120):
+        self.port = free_port()
+        self.grpc_port = free_port() if grpc else None
+        full_env = {**os.environ, "DENDRITE_GRPC_ENABLED": str(grpc).lower(), "DENDRITE_LOG_LEVEL": "warning",
+                    **(env or {})}  # fmt: skip
+        cmd = [sys.executable, "-m", "app", "serve", "--repository", str(repo), "--http-port", str(self.port),
+               "--host", "127.0.0.1"]  # fmt: skip
+        if grpc:
+            cmd += ["--grpc-port", str(self.grpc_port)]
+        self.proc = subprocess.Popen(cmd, env=full_env, cwd=ROOT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}" if grpc else None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.1)
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def binary_body(x: np.ndarray, name: str = "x") -> tuple[bytes, dict[str, str]]:
+    """An OIP infer body with one FP32 input and every output in the binary section."""
+    header = json.dumps({
+        "inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes}}],
+        "parameters": {"binary_data_output": True},
+    }).encode()  # fmt: skip
+    return header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header)),
+                                  "Content-Type": "application/octet-stream"}  # fmt: skip
+
+
+def decode_binary_output(body: bytes, header_length: int, name: str) -> tuple[dict, np.ndarray]:
+    meta = json.loads(body[:header_length])
+    offset = header_length
+    for out in meta["outputs"]:
+        size = out["parameters"]["binary_data_size"]
+        if out["name"] == name:
+            arr = np.frombuffer(body[offset : offset + size], np.float32).reshape(out["shape"])
+            return meta, arr
+        offset += size
+    raise KeyError(name)
+
+
+@dataclass
+class Tally:
+    """What an open-loop run saw: status counts, wrong answers, transport errors, latencies."""
+
+    statuses: dict[int, int] = field(default_factory=dict)
+    wrong: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    missing_retry_after: int = 0
+    latencies: list[float] = field(default_factory=list)
+    sent: int = 0
+
+    def count(self, status: int) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+async def infer_once(session: aiohttp.ClientSession, url: str, case, tally: Tally, check) -> None:
+    body, headers, expected = case
+    start = time.perf_counter()
+    tally.sent += 1
+    try:
+        async with session.post(url, data=body, headers=headers) as r:
+            data = await r.read()
+            tally.count(r.status)
+            if r.status == 200:
+                tally.latencies.append(time.perf_counter() - start)
+                problem = check(r, data, expected)
+                if problem:
+                    tally.wrong.append(problem)
+            elif r.status == 503 and "Retry-After" not in r.headers:
+                tally.missing_retry_after += 1
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        tally.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+async def open_loop(url: str, cases: list, rate: float, seconds: float, check, *, seed: int = 0,
+                    max_outstanding: int = 2000) -> Tally:  # fmt: skip
+    """Poisson arrivals at ``rate`` requests/s for ``seconds`` regardless of how fast the server
+    answers (what a traffic spike looks like), each a random one of ``cases``."""
+    rng = random.Random(seed)
+    tally = Tally()
+    # keep-alive shorter than uvicorn's 5 s, so the client never reuses a connection the server is closing
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks: set[asyncio.Task] = set()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        next_at = start
+        while next_at - start < seconds:
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if len(tasks) < max_outstanding:
+                t = loop.create_task(infer_once(session, url, rng.choice(cases), tally, check))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+            next_at += rng.expovariate(rate)
+        if tasks:
+            await asyncio.gather(*tasks)
+    return tally
+
+
+async def closed_loop(url: str, cases: list, concurrency: int, seconds: float, check) -> tuple[Tally, float]:
+    """``concurrency`` clients back to back: the served capacity in requests/s."""
+    tally = Tally()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(keepalive_timeout=2),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        stop = time.perf_counter() + seconds
+        rng = random.Random(1)
+
+        async def client():
+            while time.perf_counter() < stop:
+                await infer_once(session, url, rng.choice(cases), tally, check)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return tally, tally.statuses.get(200, 0) / elapsed
