@@ -1,6 +1,6 @@
 """Closed-loop load generator, run in its own process by bench.tasks (so its CPU is not the server's).
 
-    python -m bench.loadgen SPEC.pickle   # prints one JSON result line
+    python -m bench.loadgen SPEC.pickle RESULT.json
 
 SPEC (a pickled dict): ``kind`` "rest" (aiohttp) or "grpc" (grpc.aio), ``concurrency`` clients,
 ``warmup`` and ``seconds``, ``metrics_url`` (scraped at the start and the end of the measured window),
@@ -148,7 +148,8 @@ def main() -> None:
         result = asyncio.run(run(spec))
     else:
         result = uvloop.run(run(spec))
-    print(json.dumps(result))
+    with open(sys.argv[2], "w") as f:
+        json.dump(result, f)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ RESULTS = Path(__file__).parent / "results"
 TASKS = ("image", "sentiment", "translation", "recommendation")
 CONCURRENCY = (16, 64)
 GRPC_CHANNELS = 4
+# OIP cases (model:samples per request:clients): a small image model, where the per-call transport cost
+# shows, one sample and 16 samples per request (larger messages amortise it); a 224x224 model, compute-bound.
+OIP_CASES = "fashion-cnn:1:16,64;fashion-cnn:16:16;imagenet-efficientnet-lite0:1:16"
 
 SENTIMENT_TEXTS = [
     "just got my coffee and the sun is out, best morning in weeks!",
@@ -236,13 +239,13 @@ def check_task(server: Server, task: str, rest: dict, method: str, grpc_body: by
     return f"user {rest['user_id']}: {len(body['items'])} items, first {body['items'][0]['title']!r}"
 
 
-def oip_payloads(server: Server, model: str) -> tuple[tuple[str, dict, bytes], bytes]:
-    """(REST binary-tensor request, serialized gRPC ModelInferRequest with raw_input_contents) for one sample."""
+def oip_payloads(server: Server, model: str, samples: int) -> tuple[tuple[str, dict, bytes], bytes]:
+    """(REST binary-tensor request, serialized gRPC ModelInferRequest with raw_input_contents) for `samples` rows."""
     from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 
     meta = httpx.get(f"{server.url}/v2/models/{model}").json()
     spec, out = meta["inputs"][0], meta["outputs"][0]["name"]
-    shape = [1 if d < 0 else d for d in spec["shape"]]
+    shape = [samples if d < 0 else d for d in spec["shape"]]
     dtype = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32}[spec["datatype"]]
     raw = np.random.default_rng(0).standard_normal(shape).astype(dtype).tobytes()
     header = orjson.dumps({"inputs": [{"name": spec["name"], "shape": shape, "datatype": spec["datatype"],
@@ -261,10 +264,12 @@ def oip_payloads(server: Server, model: str) -> tuple[tuple[str, dict, bytes], b
 def drive(spec: dict, tmp: Path) -> dict:
     path = tmp / "spec.pickle"
     path.write_bytes(pickle.dumps(spec))
-    proc = subprocess.run([sys.executable, "-m", "bench.loadgen", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"load generator failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = tmp / "result.json"
+    out.unlink(missing_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "bench.loadgen", str(path), str(out)], capture_output=True, text=True)
+    if proc.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"load generator failed:\n{proc.stdout[-1000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(out.read_text())
 
 
 def cell(server: Server, tmp: Path, *, kind: str, model: str, version: str, concurrency: int, payloads: list,
@@ -339,22 +344,24 @@ def table(task_rows: list[dict], oip_rows: list[dict], meta: dict) -> str:
     if oip_rows:
         lines += [
             "", "## Open Inference Protocol: gRPC raw tensors vs REST binary tensors", "",
-            "Same model, same concurrency, one sample per request, measured REST, gRPC, gRPC, REST; req/s is the mean "
-            "of the two runs of each (each run listed). Bar: gRPC raw >= REST binary.", "",
-            "| model | input | clients | REST binary req/s | gRPC raw req/s | gRPC / REST | REST p50/p99 ms | "
-            "gRPC p50/p99 ms | server CPU ms/req REST / gRPC | client CPU ms/req REST / gRPC | errors |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "Same model, same concurrency and request, measured REST, gRPC, gRPC, REST; req/s is the mean of the two "
+            "runs of each (each run listed). Both ask for binary/raw outputs. Bar: gRPC raw >= REST binary.", "",
+            "| model | samples/request (message) | clients | REST binary req/s | gRPC raw req/s | gRPC / REST | "
+            "REST p50/p99 ms | gRPC p50/p99 ms | server CPU ms/req REST / gRPC | client CPU ms/req REST / gRPC | "
+            "mean batch REST / gRPC | errors |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]  # fmt: skip
         for o in oip_rows:
             rest, grpc_ = o["rest"], o["grpc"]
             each_rest = " / ".join(format(r["rps"], ".0f") for r in rest)
             each_grpc = " / ".join(format(r["rps"], ".0f") for r in grpc_)
             lines.append(
-                f"| {o['model']} | {o['input']} | {o['concurrency']} | {o['rest_rps']:.1f} ({each_rest}) | "
+                f"| {o['model']} | {o['samples']} ({o['input']}) | {o['concurrency']} | {o['rest_rps']:.1f} ({each_rest}) | "
                 f"{o['grpc_rps']:.1f} ({each_grpc}) | **{o['ratio']:.2f}** | "
                 f"{_ms(rest[0]['p50'])} / {_ms(rest[0]['p99'])} | {_ms(grpc_[0]['p50'])} / {_ms(grpc_[0]['p99'])} | "
                 f"{np.mean([r['server_cpu_ms'] for r in rest]):.2f} / {np.mean([r['server_cpu_ms'] for r in grpc_]):.2f} | "
                 f"{np.mean([r['client_cpu_ms'] for r in rest]):.2f} / {np.mean([r['client_cpu_ms'] for r in grpc_]):.2f} | "
+                f"{np.mean([r['mean_batch'] or 0 for r in rest]):.1f} / {np.mean([r['mean_batch'] or 0 for r in grpc_]):.1f} | "
                 f"{sum(r['error_count'] for r in rest + grpc_)} |")  # fmt: skip
     lines += ["", f"Reproduce: `{meta['command']}`."]
     return "\n".join(lines) + "\n"
@@ -371,14 +378,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per cell")
     parser.add_argument("--channels", type=int, default=GRPC_CHANNELS, help="gRPC channels (connections) per load generator")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
-    parser.add_argument("--oip-models", default="fashion-cnn,imagenet-efficientnet-lite0",
-                        help="image models for the OIP gRPC-raw vs REST-binary comparison ('' to skip)")
+    parser.add_argument("--oip", default=OIP_CASES,
+                        help="OIP gRPC-raw vs REST-binary cases, 'model:samples per request:clients[,clients]' "
+                             "separated by ';' ('' to skip)")
     parser.add_argument("--oip-seconds", type=float, default=5.0, help="measured seconds per OIP run (4 runs per row)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup, args.oip_seconds = 2.0, 0.5, 1.5
     tasks = [t for t in args.tasks.split(",") if t]
-    oip_models = [m for m in args.oip_models.split(",") if m]
+    oip_cases = [(m, int(n), [int(c) for c in cs.split(",")])
+                 for m, n, cs in (case.split(":") for case in args.oip.split(";") if case)]  # fmt: skip
+    oip_models = list(dict.fromkeys(m for m, _, _ in oip_cases))
     RESULTS.mkdir(exist_ok=True)
     load_start = load_average()
     print(f"== task bench, load average {load_start}", flush=True)
@@ -407,11 +417,11 @@ def main() -> None:
                         show(task, r)
                         task_rows.append(r)
             oip_args = argparse.Namespace(**{**vars(args), "seconds": args.oip_seconds})
-            for model in oip_models:
-                rest_req, grpc_req = oip_payloads(server, model)
+            for model, samples, concurrency in oip_cases:
+                rest_req, grpc_req = oip_payloads(server, model, samples)
                 n_bytes = len(grpc_req)
-                print(f"\n== OIP {model}: one sample, {n_bytes / 1024:.0f} KiB", flush=True)
-                for c in CONCURRENCY:
+                print(f"\n== OIP {model}: {samples} sample(s) per request, {n_bytes / 1024:.0f} KiB", flush=True)
+                for c in concurrency:
                     runs = {"rest": [], "grpc": []}
                     for kind in ("rest", "grpc", "grpc", "rest"):
                         payloads = [rest_req] if kind == "rest" else [grpc_req]
@@ -422,7 +432,7 @@ def main() -> None:
                         runs[kind].append(r)
                     rest_rps = float(np.mean([r["rps"] for r in runs["rest"]]))
                     grpc_rps = float(np.mean([r["rps"] for r in runs["grpc"]]))
-                    oip_rows.append({"model": model, "input": f"{n_bytes / 1024:.0f} KiB", "concurrency": c,
+                    oip_rows.append({"model": model, "samples": samples, "input": f"{n_bytes / 1024:.0f} KiB", "concurrency": c,
                                      "rest": runs["rest"], "grpc": runs["grpc"], "rest_rps": rest_rps,
                                      "grpc_rps": grpc_rps, "ratio": grpc_rps / rest_rps if rest_rps else float("nan")})  # fmt: skip
                     print(f"   -> gRPC raw / REST binary at c={c}: {oip_rows[-1]['ratio']:.2f}", flush=True)
