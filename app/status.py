@@ -1,0 +1,144 @@
+"""Per-model traffic computed from the server's own Prometheus metrics, for the status panel of
+the playground (``GET /status``): request rate, error ratio and p99 latency over a sliding window.
+
+The numbers are what Prometheus would compute with ``rate(dendrite_requests_total[1m])`` and
+``histogram_quantile(0.99, rate(dendrite_request_duration_seconds_bucket[1m]))`` summed over
+protocols, but taken from the in-process registry, so the panel works without a Prometheus server.
+The window's start is a snapshot of the counters taken by an earlier call (at most one per second
+is kept); until the server has been asked for a full window, the window reaches back to the
+server's start, when every counter was zero.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from app.metrics import Metrics
+
+SeriesKey = tuple[str, str]  # (model, version)
+
+
+@dataclass
+class SeriesCounts:
+    """Cumulative counts of one model version, summed over protocols."""
+
+    requests: float = 0.0
+    failures: float = 0.0  # every outcome except success
+    buckets: dict[float, float] = field(default_factory=dict)  # upper bound (inf included) -> cumulative count
+
+    def minus(self, earlier: "SeriesCounts") -> "SeriesCounts":
+        return SeriesCounts(
+            self.requests - earlier.requests,
+            self.failures - earlier.failures,
+            {le: n - earlier.buckets.get(le, 0.0) for le, n in self.buckets.items()},
+        )
+
+
+Snapshot = dict[SeriesKey, SeriesCounts]
+
+
+@dataclass
+class Traffic:
+    window_seconds: float
+    requests_per_second: float
+    error_ratio: float | None  # None: no requests in the window
+    p99_seconds: float | None  # None: no requests in the window
+
+
+def snapshot(metrics: Metrics) -> Snapshot:
+    """The request counters and latency buckets of every model version now."""
+    counts: Snapshot = {}
+
+    def series(labels: dict[str, str]) -> SeriesCounts:
+        return counts.setdefault((labels["model"], labels["version"]), SeriesCounts())
+
+    for family in metrics.requests.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                entry = series(sample.labels)
+                entry.requests += sample.value
+                if sample.labels.get("outcome") != "success":
+                    entry.failures += sample.value
+    for family in metrics.request_duration.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                entry = series(sample.labels)
+                le = float(sample.labels["le"])
+                entry.buckets[le] = entry.buckets.get(le, 0.0) + sample.value
+    return counts
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' ``histogram_quantile``: linear interpolation inside the bucket that holds rank
+    ``q * count``; the highest finite bound when that is the +Inf bucket; None without observations."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return bounds[-1] if not math.isinf(bounds[-1]) else lower_bound
+
+
+class TrafficWindow:
+    """Sliding-window rates from successive snapshots of a ``Metrics`` registry."""
+
+    def __init__(self, metrics: Metrics, window_seconds: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, min_spacing_seconds: float = 1.0):  # fmt: skip
+        self.metrics = metrics
+        self.window = window_seconds
+        self.clock = clock
+        self.min_spacing = min_spacing_seconds
+        # the counters were all zero when the server started: that is the first baseline
+        self.history: deque[tuple[float, Snapshot]] = deque([(clock(), {})])
+
+    def traffic(self) -> tuple[float, dict[SeriesKey, Traffic]]:
+        """(the window's length in seconds, each model version's traffic in it)."""
+        now = self.clock()
+        current = snapshot(self.metrics)
+        # baseline: the newest snapshot at least a window old, else the oldest one there is
+        while len(self.history) > 1 and self.history[1][0] <= now - self.window:
+            self.history.popleft()
+        start, baseline = self.history[0]
+        if now - self.history[-1][0] >= self.min_spacing:
+            self.history.append((now, current))
+        elapsed = max(now - start, 1e-9)
+        out: dict[SeriesKey, Traffic] = {}
+        for key, counts in current.items():
+            delta = counts.minus(baseline.get(key, SeriesCounts()))
+            out[key] = Traffic(
+                window_seconds=elapsed,
+                requests_per_second=delta.requests / elapsed,
+                error_ratio=delta.failures / delta.requests if delta.requests > 0 else None,
+                p99_seconds=quantile(0.99, delta.buckets),
+            )
+        return elapsed, out
+
+
+def model_status(index: Iterable[dict], tasks: dict[str, str], traffic: dict[SeriesKey, Traffic],
+                 window_seconds: float) -> list[dict]:  # fmt: skip
+    """Repository index rows with each model's task and its traffic (zeros when it had none)."""
+    rows = []
+    for row in index:
+        seen = traffic.get((row["name"], row.get("version") or ""))
+        rows.append({
+            **row,
+            "task": tasks.get(row["name"]),
+            "requests_per_second": seen.requests_per_second if seen else 0.0,
+            "error_ratio": seen.error_ratio if seen else None,
+            "p99_seconds": seen.p99_seconds if seen else None,
+            "window_seconds": seen.window_seconds if seen else window_seconds,
+        })  # fmt: skip
+    return rows
