@@ -16,9 +16,12 @@ from typing import Iterable, Sequence
 
 from app.config import Settings
 
-# REST paths that never need a key (probes, the API description).
+# REST paths that never need a key (probes, the API description, the playground page).
 PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect", "/redoc",
-                          "/openapi.json"})  # fmt: skip
+                          "/openapi.json", "/"})  # fmt: skip
+# Static files (Swagger UI / ReDoc assets, the playground's JS and CSS): no data in them; the
+# routes the playground calls (/status, /predict/...) still need a key.
+PUBLIC_PREFIXES = ("/docs-assets/", "/playground/")
 # gRPC methods that never need a key (probes, discovery).
 PUBLIC_GRPC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 PUBLIC_GRPC_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive",
@@ -28,7 +31,7 @@ PUBLIC_GRPC_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive",
 def required_keys(settings: Settings, path: str) -> tuple[Sequence[str], str]:
     """The keys one of which a REST request to ``path`` must present (empty: none needed), and
     the message a request without one gets."""
-    if path in PUBLIC_PATHS:
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return (), ""
     if path.startswith("/v2/repository/models/") and path.endswith(("/load", "/unload")):
         return settings.repository_api_keys, MISSING_REPOSITORY

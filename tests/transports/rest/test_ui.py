@@ -232,3 +232,22 @@ def test_status_route_reports_traffic_from_the_servers_metrics(server):
     assert 0 < row["p99_seconds"] <= 30
     assert rows[BROKEN_MODEL]["state"] == "UNAVAILABLE" and rows[BROKEN_MODEL]["reason"]
     assert rows[BROKEN_MODEL]["task"] == "generic" and rows[BROKEN_MODEL]["p99_seconds"] is None
+
+
+def test_playground_with_api_keys_asks_for_one(tmp_path, offline):
+    """With DENDRITE_API_KEYS set, the page and its assets still load (they hold no data); the
+    status panel shows the API's 401 message until the key is typed in, then the models."""
+    from tests.support import affine_model
+
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 4})
+    with live_server(tmp_path, api_keys=["s3cret"]) as keyed:
+        page = offline.page
+        page.goto(keyed.url + "/")
+        expected = httpx.get(keyed.url + "/status").json()["error"]
+        expect(page.locator("#status .error")).to_have_text(expected)
+        page.locator("#api-key").fill("s3cret")
+        page.locator("#api-key").dispatch_event("change")
+        expect(page.locator('#status-table tr[data-model="affine"] .state')).to_have_text("ready")
+        expect(page.locator("#status .error")).to_be_hidden()
+        assert httpx.get(keyed.url + "/docs-assets/swagger-ui.css").status_code == 200
+    assert offline.errors == []

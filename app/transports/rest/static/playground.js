@@ -29,10 +29,20 @@ function bar(label, probability) {
 
 // Calls a route; resolves with the JSON body, or throws an Error carrying the API's own message
 // ({"error": "..."}), or the HTTP status when the body is not JSON.
+// The API key field (DENDRITE_API_KEYS): kept in sessionStorage, sent as X-API-Key.
+const apiKeyInput = document.getElementById("api-key");
+apiKeyInput.value = sessionStorage.getItem("dendrite-api-key") || "";
+apiKeyInput.addEventListener("change", () => {
+  sessionStorage.setItem("dendrite-api-key", apiKeyInput.value.trim());
+  refreshStatus();
+});
+
 async function api(path, options = {}) {
+  const key = apiKeyInput.value.trim();
+  const headers = { ...(options.headers || {}), ...(key ? { "X-API-Key": key } : {}) };
   let response;
   try {
-    response = await fetch(path, options);
+    response = await fetch(path, { ...options, headers });
   } catch (err) {
     throw new Error(`cannot reach the server: ${err.message}`);
   }
