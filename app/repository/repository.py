@@ -115,6 +115,15 @@ class ModelRepository:
                     continue
                 entry.versions[mv.version] = mv  # atomic switch: requests resolve the newest READY version
             retire = [mv for v, mv in entry.versions.items() if v not in wanted]
+            if retire and not any(entry.versions[v].state is State.READY for v in wanted if v in entry.versions):
+                # None of the selected versions loaded (a bad or half-copied deploy): keep the
+                # versions serving now rather than serve nothing; the next load/poll retries.
+                keep = [mv for mv in retire if mv.state is State.READY]
+                if keep:
+                    entry.error = (f"version(s) {', '.join(str(v) for v in wanted)} failed to load; still serving "
+                                   f"{', '.join(str(mv.version) for mv in keep)}")  # fmt: skip
+                    log.error("model %s: %s", name, entry.error)
+                    retire = [mv for mv in retire if mv.state is not State.READY]
             for v in [mv.version for mv in retire]:
                 del entry.versions[v]
             await asyncio.gather(*(self._retire(mv, forget_metrics=False) for mv in old.values()),
