@@ -1,4 +1,5 @@
-"""Command line: ``python -m app serve`` (and ``dendrite serve``)."""
+"""Command line: ``python -m app serve`` (and ``dendrite serve``); the client commands
+``predict`` and ``models`` live in ``app.client_cli``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 
+from app import client_cli
 from app.config import Settings, settings_table
 
 
@@ -25,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     show = sub.add_parser("settings", help="print the effective settings (defaults + DENDRITE_* environment)")
     show.add_argument("--json", action="store_true", help="JSON instead of a table")
+    client_cli.add_commands(sub)  # predict <task> ..., models
     args = parser.parse_args(argv)
+    if args.command in ("predict", "models"):
+        return client_cli.run(args)
 
     if args.command == "settings":
         if args.json:

@@ -1,0 +1,134 @@
+"""Thin clients for Dendrite's task routes, one per transport, typed by the tasks' own pydantic
+models (``app.tasks.<task>.pipeline``): REST ``POST /predict/<task>`` (standard library HTTP, no
+extra dependency) and gRPC ``dendrite.v1.Predict``. Both return the task's response model and
+raise ``ClientError`` carrying the server's own message. Used by ``dendrite predict`` and
+``dendrite models`` (``app.client_cli``); importing this module imports no torch and no ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+TASKS = ("image", "sentiment", "translation", "recommendation")
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_GRPC_TARGET = "127.0.0.1:8001"
+
+
+class ClientError(Exception):
+    """A failed call: ``message`` is the server's own (``{"error": ...}`` / gRPC details) when
+    there is one; ``status`` the HTTP status or the gRPC status code name (None: not sent)."""
+
+    def __init__(self, message: str, status: int | str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TaskTypes:
+    request: type[BaseModel]
+    response: type[BaseModel]
+    rpc: str  # the dendrite.v1.Predict method
+
+
+def task_types(task: str) -> TaskTypes:
+    """The task's request and response models (its pipeline module, imported on first use)."""
+    if task not in TASKS:
+        raise ClientError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
+    module = importlib.import_module(f"app.tasks.{task}.pipeline")
+    prefix = task.capitalize()
+    return TaskTypes(getattr(module, f"{prefix}Request"), getattr(module, f"{prefix}Response"), prefix)
+
+
+def build_request(task: str, **fields: Any) -> BaseModel:
+    """The task's request model from ``fields`` (None values left out, so the server's defaults
+    apply); invalid -> ClientError worded exactly as the server words it."""
+    from app.tasks.base import invalid_input
+
+    try:
+        return task_types(task).request.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise ClientError(invalid_input(exc).message) from None  # never sent
+
+
+def _wire(request: BaseModel) -> dict[str, Any]:
+    return request.model_dump(mode="json", exclude_none=True)
+
+
+class RestClient:
+    def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 120.0):
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def predict(self, task: str, request: BaseModel) -> BaseModel:
+        return task_types(task).response.model_validate(self._call("POST", f"/predict/{task}", _wire(request)))
+
+    def models(self) -> list[dict[str, Any]]:
+        """The repository index: every model version with its state, reason and providers."""
+        return self._call("GET", "/v2/repository/index")
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                message = json.loads(raw)["error"]
+            except (ValueError, KeyError, TypeError):
+                message = f"{exc.code} {exc.reason}: {raw[:200].decode(errors='replace')}"
+            raise ClientError(message, exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"cannot reach {self.url}: {reason}") from None
+
+
+class GrpcClient:
+    def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, api_key: str | None = None, timeout: float = 120.0):
+        import grpc
+
+        from app.transports.grpc.generated.dendrite.v1 import predict_pb2, predict_pb2_grpc
+
+        self.target = target
+        self.timeout = timeout
+        self.metadata = (("x-api-key", api_key),) if api_key else ()
+        self._pb = predict_pb2
+        self._grpc = grpc
+        self.channel = grpc.insecure_channel(target)
+        self.stub = predict_pb2_grpc.PredictStub(self.channel)
+
+    def predict(self, task: str, request: BaseModel) -> BaseModel:
+        from google.protobuf import json_format
+
+        types = task_types(task)
+        # protobuf's JSON mapping reads bytes as base64: exactly the REST body's images
+        message = json_format.ParseDict(_wire(request), getattr(self._pb, f"{types.rpc}Request")())
+        try:
+            reply = getattr(self.stub, types.rpc)(message, timeout=self.timeout, metadata=self.metadata)
+        except self._grpc.RpcError as exc:
+            code = exc.code()
+            if code is self._grpc.StatusCode.UNAVAILABLE and "connect" in (exc.details() or "").lower():
+                raise ClientError(f"cannot reach {self.target}: {exc.details()}", code.name) from None
+            raise ClientError(exc.details() or code.name, code.name) from None
+        data = json_format.MessageToDict(reply, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)  # fmt: skip
+        return types.response.model_validate(data)
+
+    def close(self) -> None:
+        self.channel.close()
