@@ -56,7 +56,7 @@ def build_card(
         "graphs": {name: graph.as_card() for name, graph in exported.graphs.items()},
         "assets": assets,
         "parameter_count": parameter_count,
-        "training": {**training, "seconds": round(training_seconds, 1), "seed": seed},
+        "training": {**training, "seconds": round(training_seconds, 1), "seed": seed, "torch_threads": recipe.threads},
         "hyperparameters": recipe.hyperparameters,
         "environment": {
             "python": platform.python_version(),

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from app.training.export import ExportedGraph
+from app.training.reproducibility import TRAINING_THREADS
 
 Profile = Literal["smoke", "full"]
 PROFILES: tuple[Profile, ...] = ("smoke", "full")
@@ -58,6 +59,7 @@ class Recipe(ABC):
     task: ClassVar[str]  # a task of app.repository.config.TASKS
     expected_minutes: ClassVar[float]  # full-profile wall time on 2 cores; ``all`` trains fastest first
     source: ClassVar[DataSource]
+    threads: ClassVar[int] = TRAINING_THREADS  # torch intra-op threads while training (fixed: part of determinism)
 
     def __init__(self, profile: Profile = "full", data_path: Path | None = None) -> None:
         if profile not in PROFILES:

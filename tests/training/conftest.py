@@ -2,4 +2,6 @@
 
 import pytest
 
+import app.training  # noqa: F401  (sets OpenMP to passive waiting before torch loads)
+
 pytest.importorskip("torch", reason="the train extra (torch) is not installed")

@@ -5,7 +5,8 @@ no model selection on it: a fixed schedule, the last epoch is exported). ``--dat
 files (``train``/``t10k`` prefixes) or an image folder ``{train,test}/<class>/<images>`` (converted to
 grey 28x28).
 
-Model: three conv-BN-ReLU-maxpool stages (32, 64, 128 channels), dropout, linear head; light augmentation
+Model: four 3x3 conv-BN-ReLU layers in three max-pooled stages (32 | 64, 64 | 128 channels), dropout, a linear
+head (about 0.14M parameters, ~60 s per epoch on 2 idle cores); light augmentation
 (random 2-pixel shifts, horizontal flips), label smoothing, SGD with Nesterov momentum and a OneCycle
 learning-rate schedule.
 """
@@ -42,8 +43,8 @@ PROFILES = {
 }
 
 
-def _stage(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+def _conv(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
 class FashionCNN(nn.Module):
@@ -51,7 +52,11 @@ class FashionCNN(nn.Module):
 
     def __init__(self, classes: int = 10, dropout: float = 0.3) -> None:
         super().__init__()
-        self.features = nn.Sequential(*_stage(1, 32), *_stage(32, 64), *_stage(64, 128))  # 28 -> 14 -> 7 -> 3
+        self.features = nn.Sequential(
+            *_conv(1, 32), nn.MaxPool2d(2),  # 28 -> 14
+            *_conv(32, 64), *_conv(64, 64), nn.MaxPool2d(2),  # -> 7: the second conv here is the cheap capacity
+            *_conv(64, 128), nn.MaxPool2d(2),  # -> 3
+        )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(128 * 3 * 3, classes))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
