@@ -345,11 +345,15 @@ def table(task_rows: list[dict], oip_rows: list[dict], meta: dict) -> str:
         lines += [
             "", "## Open Inference Protocol: gRPC raw tensors vs REST binary tensors", "",
             "Same model, same concurrency and request, measured REST, gRPC, gRPC, REST; req/s is the mean of the two "
-            "runs of each (each run listed). Both ask for binary/raw outputs. Bar: gRPC raw >= REST binary.", "",
+            "runs of each (each run listed). Both ask for binary/raw outputs. Bar: gRPC raw >= REST binary. "
+            "'by server CPU' is REST's server CPU per request over gRPC's: the throughput ratio to expect where the "
+            "server is CPU-bound on cores of its own (on a shared machine the measured req/s also move with the "
+            "neighbours and with how many runnable threads each transport gives the server).", "",
             "| model | samples/request (message) | clients | REST binary req/s | gRPC raw req/s | gRPC / REST | "
+            "gRPC / REST by server CPU | "
             "REST p50/p99 ms | gRPC p50/p99 ms | server CPU ms/req REST / gRPC | client CPU ms/req REST / gRPC | "
             "mean batch REST / gRPC | errors |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]  # fmt: skip
         for o in oip_rows:
             rest, grpc_ = o["rest"], o["grpc"]
@@ -357,7 +361,7 @@ def table(task_rows: list[dict], oip_rows: list[dict], meta: dict) -> str:
             each_grpc = " / ".join(format(r["rps"], ".0f") for r in grpc_)
             lines.append(
                 f"| {o['model']} | {o['samples']} ({o['input']}) | {o['concurrency']} | {o['rest_rps']:.1f} ({each_rest}) | "
-                f"{o['grpc_rps']:.1f} ({each_grpc}) | **{o['ratio']:.2f}** | "
+                f"{o['grpc_rps']:.1f} ({each_grpc}) | **{o['ratio']:.2f}** | {o['cpu_ratio']:.2f} | "
                 f"{_ms(rest[0]['p50'])} / {_ms(rest[0]['p99'])} | {_ms(grpc_[0]['p50'])} / {_ms(grpc_[0]['p99'])} | "
                 f"{np.mean([r['server_cpu_ms'] for r in rest]):.2f} / {np.mean([r['server_cpu_ms'] for r in grpc_]):.2f} | "
                 f"{np.mean([r['client_cpu_ms'] for r in rest]):.2f} / {np.mean([r['client_cpu_ms'] for r in grpc_]):.2f} | "
@@ -431,11 +435,14 @@ def main() -> None:
                         show(f"OIP {model}", r)
                         runs[kind].append(r)
                     rest_rps = float(np.mean([r["rps"] for r in runs["rest"]]))
+                    cpu_ratio = (float(np.mean([r["server_cpu_ms"] for r in runs["rest"]]))
+                                 / float(np.mean([r["server_cpu_ms"] for r in runs["grpc"]])))  # fmt: skip
                     grpc_rps = float(np.mean([r["rps"] for r in runs["grpc"]]))
                     oip_rows.append({"model": model, "samples": samples, "input": f"{n_bytes / 1024:.0f} KiB", "concurrency": c,
                                      "rest": runs["rest"], "grpc": runs["grpc"], "rest_rps": rest_rps,
-                                     "grpc_rps": grpc_rps, "ratio": grpc_rps / rest_rps if rest_rps else float("nan")})  # fmt: skip
-                    print(f"   -> gRPC raw / REST binary at c={c}: {oip_rows[-1]['ratio']:.2f}", flush=True)
+                                     "grpc_rps": grpc_rps, "cpu_ratio": cpu_ratio, "ratio": grpc_rps / rest_rps if rest_rps else float("nan")})  # fmt: skip
+                    print(f"   -> gRPC raw / REST binary at c={c}: {oip_rows[-1]['ratio']:.2f} by req/s, "
+                          f"{cpu_ratio:.2f} by server CPU per request", flush=True)  # fmt: skip
         finally:
             server.stop()
     meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "load_start": load_start,
