@@ -448,7 +448,7 @@ def main() -> None:
     meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "load_start": load_start,
             "load_end": load_average(), "channels": args.channels, "warmup": args.warmup, "seconds": args.seconds,
             "models": {t: {k: str(v) for k, v in m.items()} for t, m in task_models.items()},
-            "command": "python -m bench.tasks" + (" --quick" if args.quick else "")}  # fmt: skip
+            "command": " ".join(["python -m bench.tasks", *sys.argv[1:]])}  # fmt: skip
     md = table(task_rows, oip_rows, meta)
     (RESULTS / "tasks.md").write_text(md)
     (RESULTS / "tasks.json").write_text(json.dumps({"meta": meta, "tasks": task_rows, "oip": oip_rows}, indent=2,
