@@ -62,7 +62,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     models.set_defaults(handler=run_models)
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     try:
         return args.handler(args, out)
     except ClientError as exc:

@@ -47,11 +47,12 @@ def photo(name: str = "china.jpg") -> bytes:
 
 @pytest.fixture(scope="module")
 def repository(smoke_repository, tmp_path_factory):
-    """The smoke models (linked, not copied) plus one model whose ONNX file is corrupt, so the
-    status panel has a failed model with a reason to show."""
+    """A copy of the smoke models (the repository refuses model folders that resolve outside it,
+    so no symlinks) plus one model whose ONNX file is corrupt, so the status panel has a failed
+    model with a reason to show."""
     repo = tmp_path_factory.mktemp("ui-models")
     for model in smoke_repository.iterdir():
-        (repo / model.name).symlink_to(model, target_is_directory=True)
+        shutil.copytree(model, repo / model.name)
     write_model(repo, BROKEN_MODEL, b"this is not an onnx file", {"max_batch_size": 4})
     return repo
 
