@@ -72,11 +72,12 @@ class Catalogue:
         self._user_positions = {u: i for i, u in enumerate(self.user_ids)}
 
     @classmethod
-    def load(cls, version_dir: Path) -> "Catalogue":
-        items = json.loads((Path(version_dir) / ITEMS_FILE).read_text())
-        users = json.loads((Path(version_dir) / USERS_FILE).read_text())
+    def load(cls, version_dir: Path, items_file: str = ITEMS_FILE, users_file: str = USERS_FILE) -> "Catalogue":
+        """Read the catalogue files (names from ``parameters.items_file`` / ``users_file`` of the config)."""
+        items = json.loads((Path(version_dir) / items_file).read_text())
+        users = json.loads((Path(version_dir) / users_file).read_text())
         if len(users["ids"]) != len(users["seen"]):
-            raise ValueError(f"{version_dir / USERS_FILE}: 'ids' and 'seen' differ in length")
+            raise ValueError(f"{Path(version_dir) / users_file}: 'ids' and 'seen' differ in length")
         return cls(
             item_ids=[str(item["id"]) for item in items],
             titles=[str(item.get("title", item["id"])) for item in items],

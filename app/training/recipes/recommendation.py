@@ -277,7 +277,8 @@ class NeuMFRecipe(Recipe):
 
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         session = ort_session(Path(version_dir) / MODEL_FILE)
-        catalogue = Catalogue.load(version_dir)  # what the server loads; checks the files are consistent
+        # What the server loads; also checks the files agree with the trained index.
+        catalogue = Catalogue.load(version_dir, parameters["items_file"], parameters["users_file"])
         if catalogue.user_ids != self.split.user_ids or catalogue.item_ids != self.split.item_ids:
             raise ValueError(f"{version_dir}: items.json / users.json do not match the trained index")
         scores = np.concatenate([
