@@ -175,5 +175,5 @@ def run_models(args: argparse.Namespace, out: TextIO) -> int:
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] + "\n")
+        out.write(("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4]).rstrip() + "\n")
     return 0
