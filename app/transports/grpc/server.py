@@ -44,13 +44,44 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):
         return await continuation(details)
 
 
+class DecodeGuard(grpc.aio.ServerInterceptor):
+    """A request that does not parse is INVALID_ARGUMENT. (grpc.aio answers UNKNOWN and logs a
+    traceback when a request deserializer raises.) Unary methods get the raw bytes and parse
+    them here; the wrapped handlers are built once per method."""
+
+    def __init__(self):
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        wrapped = self._wrapped.get(details.method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse, behavior = handler.request_deserializer, handler.unary_unary
+        method = details.method
+
+        async def guarded(raw: bytes, context: grpc.aio.ServicerContext):
+            try:
+                request = parse(raw)
+            except Exception as exc:  # noqa: BLE001 - DecodeError and friends
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"the request is not a valid message for {method}: {exc}")  # fmt: skip
+            return await behavior(request, context)
+
+        wrapped = grpc.unary_unary_rpc_method_handler(guarded, response_serializer=handler.response_serializer)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+
 class GrpcServer:
     def __init__(self, dataplane: DataPlane, settings: Settings):
         self.dataplane = dataplane
         self.settings = settings
         limit = settings.grpc_max_message_bytes
         # gRPC's default receive limit is 4 MB, too small for image batches and raw tensors.
-        interceptors = [KeyInterceptor(settings)] if settings.api_keys else []
+        interceptors = ([KeyInterceptor(settings)] if settings.api_keys else []) + [DecodeGuard()]
         self.server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),

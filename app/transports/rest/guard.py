@@ -9,18 +9,27 @@ read, one watcher task waits on ASGI ``receive()``; the server answers it with
 ``http.disconnect`` when the connection drops (or when the response is complete). A
 disconnect before the response started cancels the handler: the batcher withdraws its queued
 work (``DynamicBatcher.submit``) and the request counts as ``outcome="cancelled"``.
+
+The watcher starts only once a request has taken ``WATCH_AFTER_S`` (a timer handle until
+then): a watcher task costs about 20 us of CPU per request (measured in isolation), a timer
+about 2 us, and a request answered within 10 ms has no queued work worth withdrawing. A
+client that left earlier is seen as soon as the watcher starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import auth
 from app.config import Settings
-from app.errors import Unauthenticated
+from app.errors import PayloadTooLarge, Unauthenticated
 from app.transports.rest import errors
+
+
+WATCH_AFTER_S = 0.01
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -53,15 +62,62 @@ class Guard:
                     response = errors.error_response(Unauthenticated(message))
                     await response(scope, receive, send)
                     return
-        if watches_disconnect(scope["method"], path):
+        watch = watches_disconnect(scope["method"], path)
+        if scope["method"] in ("POST", "PUT") and not path.endswith("/infer"):  # infer enforces its own (read_body)
+            await self._limit_body(scope, receive, send, watch)
+        elif watch:
             await self._cancel_on_disconnect(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
+    async def _limit_body(self, scope: Scope, receive: Receive, send: Send, watch: bool) -> None:
+        """DENDRITE_MAX_REQUEST_BYTES for routes whose body FastAPI reads (typed /predict routes,
+        repository routes): a declared length over it is refused before reading; a chunked body
+        is cut off where it passes the limit and answered 413 instead of whatever the route says."""
+        limit = self.settings.max_request_bytes
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await errors.error_response(PayloadTooLarge(
+                f"request body of {length} bytes exceeds the limit of {limit} (DENDRITE_MAX_REQUEST_BYTES)"
+            ))(scope, receive, send)  # fmt: skip
+            return
+        size = 0
+        too_large = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal size, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    too_large = True
+                    return {"type": "http.disconnect"}  # the route stops reading
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            if not too_large:
+                await send(message)
+            elif message["type"] == "http.response.start":
+                response = errors.error_response(PayloadTooLarge(
+                    f"request body exceeds the limit of {limit} bytes (DENDRITE_MAX_REQUEST_BYTES)"))
+                await response(scope, receive, send)
+
+        try:
+            if watch:
+                await self._cancel_on_disconnect(scope, receive_wrapper, send_wrapper)
+            else:
+                await self.app(scope, receive_wrapper, send_wrapper)
+        except ClientDisconnect:  # a route that reads the body itself stopped at the cut (or the client left)
+            if too_large:
+                await send_wrapper({"type": "http.response.start", "status": 413, "headers": []})
+
     async def _cancel_on_disconnect(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = asyncio.current_task()
         assert handler is not None
+        loop = asyncio.get_running_loop()
         watcher: asyncio.Task | None = None
+        timer: asyncio.TimerHandle | None = None
+        body_done = False
         started = False
         gone = False
 
@@ -73,13 +129,22 @@ class Guard:
                 handler.cancel()
             return message
 
-        async def receive_wrapper() -> Message:
+        def start_watching() -> None:
             nonlocal watcher
-            if watcher is not None:  # body complete: the watcher owns receive()
+            if watcher is None and not started:
+                watcher = loop.create_task(watch())
+
+        async def receive_wrapper() -> Message:
+            nonlocal body_done, timer
+            if body_done:  # the handler asks again (rare): the watcher owns receive()
+                start_watching()
+                if watcher is None:  # the response has started: the server says disconnect
+                    return await receive()
                 return await asyncio.shield(watcher)
             message = await receive()
             if message["type"] == "http.request" and not message.get("more_body", False):
-                watcher = asyncio.get_running_loop().create_task(watch())
+                body_done = True
+                timer = loop.call_later(WATCH_AFTER_S, start_watching)
             return message
 
         async def send_wrapper(message: Message) -> None:
@@ -95,5 +160,7 @@ class Guard:
                 return  # the client left: nobody to answer
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             if watcher is not None and not watcher.done():
                 watcher.cancel()

@@ -1,0 +1,114 @@
+"""The outermost REST middleware (app.transports.rest.guard): API keys on every route kind,
+including the infer fast path, and a client disconnect removing its queued work."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.reliability.process import binary_body
+from tests.support import affine_model, live_server, matmul_chain_model, write_model
+
+BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("guard")
+    write_model(root, "affine", affine_model(), {"max_batch_size": 8})
+    write_model(root, "slow", matmul_chain_model(width=1024, depth=16),
+                {"max_batch_size": 512, "dynamic_batching": {"max_queue_size": 64}})  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def keyed(repo):
+    with live_server(repo, api_keys=["k-one", "k-two"], repository_api_keys=["admin"], repository_api_enabled=True,
+                     metrics_require_key=True) as s:  # fmt: skip
+        yield s
+
+
+def test_inference_routes_need_a_key_incl_the_fast_path(keyed):
+    url = keyed.url
+    for path in ("/v2/models/affine/infer", "/v2/models/affine/versions/1/infer"):  # the fast path
+        r = httpx.post(url + path, json=BODY)
+        assert r.status_code == 401 and "DENDRITE_API_KEYS" in r.json()["error"]
+        assert r.headers["WWW-Authenticate"] == "Bearer"
+        assert httpx.post(url + path, json=BODY, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.post(url + path, json=BODY, headers={"Authorization": "Bearer k-two"}).status_code == 200
+        assert httpx.post(url + path, json=BODY, headers={"X-API-Key": "k-one"}).status_code == 200
+    assert httpx.post(url + "/predict/sentiment", json={"texts": ["hi"]}).status_code == 401
+    for path in ("/v2", "/v2/models/affine", "/v2/models/affine/ready", "/v2/repository/index", "/metrics"):
+        assert httpx.get(url + path).status_code == 401, path
+        assert httpx.get(url + path, headers={"X-API-Key": "k-one"}).status_code == 200, path
+    for path in ("/v2/health/live", "/v2/health/ready", "/openapi.json"):  # probes and the schema stay open
+        assert httpx.get(url + path).status_code == 200, path
+
+
+def test_repository_routes_take_their_own_keys(keyed):
+    url = keyed.url + "/v2/repository/models/affine/load"
+    r = httpx.post(url, headers={"X-API-Key": "k-one"})  # an inference key is not enough
+    assert r.status_code == 401 and "DENDRITE_REPOSITORY_API_KEYS" in r.json()["error"]
+    assert httpx.post(url, headers={"Authorization": "Bearer admin"}).status_code == 200
+    # ...and the repository key is not an inference key
+    assert httpx.post(keyed.url + "/v2/models/affine/infer", json=BODY, headers={"X-API-Key": "admin"}).status_code == 401
+
+
+def test_exposure_settings(repo):
+    with live_server(repo, metrics_enabled=False, docs_enabled=False) as s:
+        for path in ("/metrics", "/docs", "/openapi.json"):
+            assert httpx.get(s.url + path).status_code == 404, path
+        assert httpx.post(s.url + "/v2/models/affine/infer", json=BODY).status_code == 200  # no keys configured
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_client_disconnect_removes_its_queued_work(repo):
+    with live_server(repo) as s:
+        big, _ = binary_body(np.ones((512, 1024), np.float32))
+        small, headers = binary_body(np.ones((1, 1024), np.float32))
+        _, big_headers = binary_body(np.ones((512, 1024), np.float32))
+
+        def raw_request(body: bytes, hdrs: dict) -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", s.port))
+            head = "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+            sock.sendall(f"POST /v2/models/slow/infer HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+                         .encode() + body)  # fmt: skip
+            return sock
+
+        async def scenario():
+            async with httpx.AsyncClient(base_url=s.url, timeout=60) as client:
+                blockers = [asyncio.create_task(client.post("/v2/models/slow/infer", content=big, headers=big_headers))
+                            for _ in range(2)]  # fmt: skip
+                await asyncio.sleep(0.3)  # one computing, one queued behind it
+                gone = [raw_request(small, headers) for _ in range(5)]
+                deadline = time.monotonic() + 30
+                while metric((await client.get("/metrics")).text, "dendrite_pending_requests", model="slow") < 6:
+                    assert time.monotonic() < deadline, "requests never queued"
+                    await asyncio.sleep(0.02)
+                for sock in gone:  # the clients give up while their requests are still queued
+                    sock.close()
+                await asyncio.sleep(0.3)
+                pending = metric((await client.get("/metrics")).text, "dendrite_pending_requests", model="slow")
+                answers = await asyncio.gather(*blockers)
+                text = (await client.get("/metrics")).text
+                return pending, [a.status_code for a in answers], text
+
+        pending, codes, text = asyncio.run(scenario())
+    assert codes == [200, 200]
+    assert metric(text, "dendrite_rejected_requests_total", model="slow", reason="cancelled") == 5
+    assert metric(text, "dendrite_requests_total", model="slow", outcome="cancelled") == 5
+    # only the two 512-row blockers were computed; the 5 abandoned rows never were
+    assert metric(text, "dendrite_inference_count_total", model="slow") == 1024
+    assert pending <= 1
