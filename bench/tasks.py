@@ -1,7 +1,7 @@
 """Task benchmark: /predict per task over REST and the typed gRPC service, and OIP gRPC raw tensors
 vs REST binary tensors.
 
-    python -m bench.tasks                      # (make bench) ~5 minutes on 2 cores
+    python -m bench.tasks                      # (make bench) ~5 minutes on 2 cores (+1-2 to train smoke models)
     python -m bench.tasks --quick              # short cells, end-to-end smoke run
     python -m bench.tasks --repository models  # the default; tasks whose model is missing get smoke models
 
