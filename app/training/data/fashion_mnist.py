@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,7 +36,7 @@ def obtain(allow_download: bool = True) -> Path:
     """Find the data, else install the Debian package (as root with apt-get), else download the originals."""
     if (found := locate()) is not None:
         return found
-    if shutil.which("apt-get") and shutil.which("id") and subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() == "0":
+    if shutil.which("apt-get") and os.geteuid() == 0:
         log.info("apt-get install %s", DEBIAN_PACKAGE)
         result = subprocess.run(["apt-get", "install", "-y", "-q", DEBIAN_PACKAGE], check=False)
         if result.returncode == 0 and _complete(DEBIAN_DIR):
