@@ -185,11 +185,11 @@ class DataPlane:
         mv = self.task_model(task, request.model, request.version)
         with self.observe(mv, protocol):
             mv.require_ready()
-            waited = [0.0]
+            infer = mv.task_infer(deadline)
             start = time.perf_counter()
-            result = await mv.pipeline.predict(request, mv.task_infer(deadline, waited))
+            result = await mv.pipeline.predict(request, infer)
             self.metrics.processing_duration.labels(mv.name, str(mv.version)).observe(
-                max(0.0, time.perf_counter() - start - waited[0]))
+                max(0.0, time.perf_counter() - start - infer.waited))
             return {"model": mv.name, "version": str(mv.version), **result}
 
     # ------------------------------------------------------------------ repository extension

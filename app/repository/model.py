@@ -177,18 +177,8 @@ class ModelVersion:
                 metrics.instance_info.labels(self.name, str(self.version), g.name, str(i), provider).set(1)
 
     # ------------------------------------------------------------------ serving
-    def task_infer(self, deadline: float | None, waited: list[float]):
-        """The ``Infer`` a task pipeline calls: graph runs through this version's batchers.
-        Seconds spent waiting on them are added to ``waited[0]`` (the rest is pre/post-processing)."""
-
-        async def infer(inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
-            start = time.perf_counter()
-            try:
-                return (await self.infer(inputs, graph=graph, deadline=deadline)).outputs
-            finally:
-                waited[0] += time.perf_counter() - start
-
-        return infer
+    def task_infer(self, deadline: float | None) -> "BatchedInfer":
+        return BatchedInfer(self, deadline)
 
     async def infer(
         self, inputs: dict[str, np.ndarray], *, graph: str | None = None, deadline: float | None = None
@@ -215,6 +205,24 @@ class ModelVersion:
             if g.batcher:
                 await g.batcher.close()
         await asyncio.to_thread(lambda: [g.pool.close() for g in self.graphs.values()])
+
+
+class BatchedInfer:
+    """The ``Infer`` a task pipeline calls for one request: graph runs through the version's
+    batchers under the request's deadline. ``waited`` sums the seconds spent waiting on them;
+    the rest of the request's time in the pipeline is pre/post-processing."""
+
+    def __init__(self, version: ModelVersion, deadline: float | None):
+        self.version = version
+        self.deadline = deadline
+        self.waited = 0.0
+
+    async def __call__(self, inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        try:
+            return (await self.version.infer(inputs, graph=graph, deadline=self.deadline)).outputs
+        finally:
+            self.waited += time.perf_counter() - start
 
 
 def _reconcile(declared: list[TensorSpec], actual: list[TensorSpec], what: str, path: Path) -> list[TensorSpec]:

@@ -22,7 +22,10 @@ from app.repository.config import ModelConfig
 
 
 class Infer(Protocol):
-    """Run inputs through one graph of the model version's dynamic batcher; returns its outputs."""
+    """Run inputs through one graph of the model version's dynamic batcher; returns its outputs.
+    ``waited``: seconds this request has spent waiting on batched inference so far."""
+
+    waited: float
 
     async def __call__(self, inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]: ...
 
