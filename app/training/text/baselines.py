@@ -13,8 +13,8 @@ from sklearn.pipeline import FeatureUnion, make_pipeline
 
 def classification_metrics(gold: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     return {
-        "accuracy": float(accuracy_score(gold, predicted)),
-        "macro_f1": float(f1_score(gold, predicted, labels=list(labels), average="macro")),
+        "accuracy": round(float(accuracy_score(gold, predicted)), 4),
+        "macro_f1": round(float(f1_score(gold, predicted, labels=list(labels), average="macro")), 4),
     }
 
 
