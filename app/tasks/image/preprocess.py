@@ -91,6 +91,8 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise UnsupportedMediaType(f"not an image this server decodes (send {formats})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged header (PIL raises OSError, SyntaxError, struct.error...)
+        raise InvalidInput(f"cannot read the image header: {type(exc).__name__}: {exc}") from None
     if image.format not in SUPPORTED_FORMATS:
         raise UnsupportedMediaType(f"unsupported image format {image.format}; send one of {formats}")
     if image.width * image.height > max_pixels:
@@ -99,7 +101,7 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     try:
         image.seek(0)  # first frame of an animation
         image.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # noqa: BLE001 - corrupt or truncated pixel data (OSError, SyntaxError, EOFError...)
         raise InvalidInput(f"cannot decode the {image.format} image: {exc}") from exc
     return image
 
