@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
@@ -44,9 +43,9 @@ from app.training.text.corpora import (
     tweets_path,
 )
 from app.training.text.minilm import BertClassifier, BertShape, minilm_files
-from app.training.text.subwords import train_wordpiece_tokenizer
 from app.training.text.schedule import warmup_linear_decay
 from app.training.text.splits import Split, group_split
+from app.training.text.subwords import train_wordpiece_tokenizer
 
 MODEL_NAME = "sentiment-minilm"
 SERVING_BUCKETS = (16, 32, 64, 128)

@@ -172,7 +172,9 @@ class BertClassifier(nn.Module):
         """Load encoder weights; the classification head keeps its fresh initialisation."""
         from safetensors.torch import load_file
 
-        state = {k: v for k, v in load_file(str(safetensors_path)).items() if k != "embeddings.position_ids" and not k.startswith("pooler.")}
+        # position_ids is a constant buffer; the pooler (tanh over [CLS]) is not used by mean pooling
+        state = {k: v for k, v in load_file(str(safetensors_path)).items()
+                 if k != "embeddings.position_ids" and not k.startswith("pooler.")}
         missing, unexpected = self.load_state_dict(state, strict=False)
         if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
             raise ValueError(f"checkpoint mismatch: missing={missing} unexpected={unexpected}")

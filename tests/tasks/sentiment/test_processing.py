@@ -15,7 +15,8 @@ def bert_like_tokenizer(padding_to: int | None = None) -> Tokenizer:
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                             special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     if padding_to:  # like all-MiniLM's tokenizer.json, which pads everything to 128
         tokenizer.enable_padding(length=padding_to, pad_id=0, pad_token="[PAD]")
     return tokenizer

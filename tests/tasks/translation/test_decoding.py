@@ -21,7 +21,8 @@ def table_runner(tables, calls=None):
         assert prefix.dtype == np.int64 and feeds["memory_mask"].shape[0] == prefix.shape[0]
         if calls is not None:
             calls.append(prefix.shape)
-        rows = [np.log(np.maximum(tables[int(m)].get(int(last), ENDS), 1e-12)) for m, last in zip(memory[:, 0, 0], prefix[:, -1])]
+        rows = [np.log(np.maximum(tables[int(m)].get(int(last), ENDS), 1e-12))
+                for m, last in zip(memory[:, 0, 0], prefix[:, -1])]
         return [np.array(rows, dtype=np.float32)]
 
     return run

@@ -56,15 +56,16 @@ def test_encode_sources_pads_masks_and_ends_with_eos(codec, tokenizer):
 def test_translate_copy_model_returns_sources_in_input_order(codec, tokenizer, beam_size):
     calls = []
     texts = ["Der Hund schläft im Garten.", "Guten Morgen.", "Wie spät ist es?"]
-    out = codec.translate(texts, copying_model(tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS), calls), beam_size=beam_size, batch_size=2)
+    model = copying_model(tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS), calls)
+    out = codec.translate(texts, model, beam_size=beam_size, batch_size=2)
     assert [t.text for t in out] == texts
     assert all(t.token_ids[-1] == tokenizer.token_to_id(EOS) for t in out)
     assert calls.count("encoder") == 2  # once per batch of two
 
 
 def test_max_output_length_cuts_and_detokenize_stops_at_eos(codec, tokenizer):
-    out = codec.translate(["Der Hund schläft im Garten."], copying_model(tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS), []),
-                          max_output_length=2)
+    model = copying_model(tokenizer.get_vocab_size(), tokenizer.token_to_id(EOS), [])
+    out = codec.translate(["Der Hund schläft im Garten."], model, max_output_length=2)
     assert len(out[0].token_ids) == 2 and out[0].text
     eos = tokenizer.token_to_id(EOS)
     ids = tokenizer.encode("Guten Morgen.").ids  # ends with EOS

@@ -1,5 +1,6 @@
-"""The sentiment recipe end to end (smoke profile) on a CSV the test writes: train, export, parity,
-evaluation through the serving codec, a version that ONNX Runtime loads at any batch and length."""
+"""The sentiment recipe: the user CSV format and split on a file the test writes; end to end (smoke
+profile: train, export, parity, evaluation through the serving codec) in the shared smoke repository,
+giving a version that ONNX Runtime runs at any batch size and length."""
 
 import csv
 import json
@@ -12,7 +13,6 @@ from app.repository.config import load_config
 from app.tasks.sentiment import SentimentCodec
 from app.training.export import ort_session
 from app.training.recipes.sentiment import PROFILES, load_data
-from app.training.runner import run_recipe
 from app.training.text.corpora import near_duplicate_key
 
 WORDS = {"positive": ["love", "great", "wonderful"], "negative": ["hate", "awful", "terrible"],
@@ -33,10 +33,8 @@ def write_tweets(path, rows=240, seed=0):
 
 
 @pytest.fixture(scope="module")
-def version_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sentiment")
-    write_tweets(folder / "tweets.csv")
-    return run_recipe("sentiment", profile="smoke", data_path=folder / "tweets.csv", repository=folder / "models")
+def version_dir(smoke_repository):
+    return smoke_repository / "sentiment-minilm" / "1"
 
 
 def test_near_duplicates_stay_on_one_side(tmp_path):
@@ -53,7 +51,7 @@ def test_smoke_run_publishes_a_servable_version(version_dir):
     config = load_config(version_dir.parent / "config.yaml", "sentiment-minilm")
     assert config.task == "sentiment" and config.graphs == {"model": "model.onnx"}
     card = json.loads((version_dir / "card.json").read_text())
-    assert set(card["metrics"]) >= {"accuracy", "macro_f1"}
+    assert set(card["metrics"]) >= {"accuracy", "macro_f1"} and card["data"]["splits"]["test"] > 0
     assert card["parity"][0]["max_abs_diff"] <= 1e-4 and card["parity"][0]["top_k_mismatched_rows"] == 0
     assert card["graphs"]["model"]["opset"] >= 18
 

@@ -1,4 +1,5 @@
-"""The translation recipe end to end (smoke profile) on a TSV the test writes, and its baseline."""
+"""The translation recipe: the user TSV format and split on a file the test writes, the dictionary
+baseline, and the recipe end to end (smoke profile) in the shared smoke repository."""
 
 import json
 import random
@@ -8,7 +9,6 @@ import numpy as np
 from app.repository.config import load_config
 from app.tasks.translation import TranslationCodec
 from app.training.recipes.translation import PROFILES, TranslationData, dictionary_baseline, load_data, onnx_runner
-from app.training.runner import run_recipe
 from app.training.text.corpora import Pair
 from app.training.text.splits import Split
 
@@ -40,10 +40,8 @@ def test_dictionary_baseline_translates_word_by_word():
     assert dictionary_baseline(data, ["Der Hund ist klein."]) == ["Der dog ist small."]
 
 
-def test_smoke_run_publishes_two_graphs_that_decode_like_torch(tmp_path):
-    write_pairs(tmp_path / "pairs.tsv")
-    version_dir = run_recipe("translation", profile="smoke", data_path=tmp_path / "pairs.tsv",
-                             repository=tmp_path / "models")
+def test_smoke_run_publishes_two_graphs_that_decode_like_torch(smoke_repository):
+    version_dir = smoke_repository / "translation-de-en" / "1"
     assert sorted(p.name for p in version_dir.iterdir()) == ["card.json", "decoder_step.onnx", "encoder.onnx",
                                                              "tokenizer.json"]
     config = load_config(version_dir.parent / "config.yaml", "translation-de-en")
@@ -53,6 +51,7 @@ def test_smoke_run_publishes_two_graphs_that_decode_like_torch(tmp_path):
     assert encoder_parity["max_abs_diff"] <= 1e-4 and step_parity["max_abs_diff"] <= 1e-4
     assert step_parity["top_k_mismatched_rows"] == 0 and decode_parity["sentences_with_different_tokens"] == 0
     assert {"bleu", "chrf", "bleu_beam4", "chrf_beam4"} <= set(card["metrics"])
+    assert set(card["baselines"]["dictionary_word_by_word"]) == {"bleu", "chrf"}
 
     codec = TranslationCodec.from_files(version_dir / "tokenizer.json", config.parameters)
     run = onnx_runner(version_dir)
