@@ -183,8 +183,7 @@ class DataPlane:
         """Pre-processing -> batched inference -> post-processing for one task request."""
         request.check_limits(self.settings)
         mv = self.task_model(task, request.model, request.version)
-        with self.observe(mv, protocol):
-            mv.require_ready()
+        with self.observe(mv, protocol), mv.admit():
             infer = mv.task_infer(deadline)
             start = time.perf_counter()
             result = await mv.pipeline.predict(request, infer)

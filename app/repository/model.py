@@ -10,9 +10,10 @@ import asyncio
 import enum
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -82,6 +83,7 @@ class ModelVersion:
     graphs: dict[str, Graph] = field(default_factory=dict)
     pipeline: Any = None  # app.tasks.base.Pipeline for task models
     loaded_at: float = 0.0
+    admitted: int = 0  # task requests inside this version's pipeline (see admit)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,6 +101,18 @@ class ModelVersion:
         if self.state is not State.READY:
             raise ModelNotReady(f"model {self.name!r} version {self.version} is {self.state.value}"
                                 + (f": {self.reason}" if self.reason else ""))  # fmt: skip
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """A task request's whole pipeline (pre-processing, every graph run of a decode loop,
+        post-processing) belongs to the version that admitted it: draining waits for it, and its
+        graph runs are not refused once the version is UNLOADING."""
+        self.require_ready()
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
 
     def graph(self, name: str | None) -> Graph:
         if name is None:
@@ -181,10 +195,13 @@ class ModelVersion:
         return BatchedInfer(self, deadline)
 
     async def infer(
-        self, inputs: dict[str, np.ndarray], *, graph: str | None = None, deadline: float | None = None
+        self, inputs: dict[str, np.ndarray], *, graph: str | None = None, deadline: float | None = None,
+        admitted: bool = False,
     ) -> BatchResult:
-        """Run already-validated inputs through a graph's batcher."""
-        self.require_ready()
+        """Run already-validated inputs through a graph's batcher (``admitted``: for a request
+        inside ``admit``, which may go on while the version drains)."""
+        if not admitted:
+            self.require_ready()
         g = self.graph(graph)
         assert g.batcher is not None
         rows = next(iter(inputs.values())).shape[0] if self.config.max_batch_size > 0 else 1
@@ -197,6 +214,11 @@ class ModelVersion:
         return any(g.batcher is not None and g.batcher.busy for g in self.graphs.values())
 
     async def drain(self, timeout_s: float) -> bool:
+        """Wait for admitted task requests, then for queued and running batches."""
+        deadline = time.monotonic() + timeout_s
+        while self.admitted and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        timeout_s = max(0.0, deadline - time.monotonic())
         results = await asyncio.gather(*(g.batcher.drain(timeout_s) for g in self.graphs.values() if g.batcher))
         return all(results)
 
@@ -220,7 +242,7 @@ class BatchedInfer:
     async def __call__(self, inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]:
         start = time.perf_counter()
         try:
-            return (await self.version.infer(inputs, graph=graph, deadline=self.deadline)).outputs
+            return (await self.version.infer(inputs, graph=graph, deadline=self.deadline, admitted=True)).outputs
         finally:
             self.waited += time.perf_counter() - start
 

@@ -126,3 +126,45 @@ def test_load_api_new_version_and_config_change_under_traffic(tmp_path):
     assert codes == [200, 200]
     assert not traffic.failures, traffic.failures[:5]
     assert meta["versions"] == ["2"] and meta["max_batch_size"] == 4
+
+
+def test_task_route_reload_under_traffic_never_fails_a_request_mid_pipeline(smoke_repository, tmp_path):
+    """/predict requests spend time outside the batcher (tokenizing, a multi-step decode loop):
+    a version being replaced must finish the ones it admitted, not refuse their next step."""
+    repo = tmp_path / "repo"
+    shutil.copytree(smoke_repository / "translation-de-en", repo / "translation-de-en")
+    config_path = repo / "translation-de-en" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    body = {"texts": ["Das Haus ist klein.", "Ich habe einen Hund und eine Katze."], "beam_size": 2}
+    with live_server(repo, model_control_mode="explicit", startup_models=["translation-de-en"],
+                     repository_api_enabled=True, unload_drain_seconds=20) as s:  # fmt: skip
+
+        async def scenario() -> tuple[int, list[str], list[int]]:
+            answered, failures, codes = 0, [], []
+            stop = asyncio.Event()
+
+            async def client(http: httpx.AsyncClient) -> None:
+                nonlocal answered
+                while not stop.is_set():
+                    r = await http.post("/predict/translation", json=body)
+                    if r.status_code == 200 and len(r.json()["translations"]) == 2:
+                        answered += 1
+                    else:
+                        failures.append(f"{r.status_code}: {r.text[:200]}")
+
+            async with httpx.AsyncClient(base_url=s.url, timeout=60) as http:
+                clients = [asyncio.create_task(client(http)) for _ in range(4)]
+                await asyncio.sleep(1.0)
+                for delay_us in (2000, 3000, 4000):  # each config change reloads version 1 beside itself
+                    config["dynamic_batching"]["max_queue_delay_microseconds"] = delay_us
+                    config_path.write_text(yaml.safe_dump(config))
+                    codes.append((await http.post("/v2/repository/models/translation-de-en/load")).status_code)
+                    await asyncio.sleep(0.5)
+                stop.set()
+                await asyncio.gather(*clients)
+            return answered, failures, codes
+
+        answered, failures, codes = asyncio.run(scenario())
+    print(f"\nreload (/predict/translation, 3 reloads): {answered} answered, {len(failures)} failed")
+    assert codes == [200, 200, 200]
+    assert answered > 0 and not failures, failures[:3]
