@@ -120,7 +120,7 @@ def wrk(url: str, body: Path, header_len: int, connections: int, seconds: float)
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = {p: _seconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)}
+    lat = {p: _seconds(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M)}
     if len(lat) != 2:
         raise RuntimeError(f"could not read latency percentiles from wrk:\n{out}")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
