@@ -5,10 +5,9 @@ no model selection on it: a fixed schedule, the last epoch is exported). ``--dat
 files (``train``/``t10k`` prefixes) or an image folder ``{train,test}/<class>/<images>`` (converted to
 grey 28x28).
 
-Model: four 3x3 conv-BN-ReLU layers in three max-pooled stages (32 | 64, 64 | 128 channels), dropout, a linear
-head (about 0.14M parameters, ~60 s per epoch on 2 idle cores); light augmentation
-(random 2-pixel shifts, horizontal flips), label smoothing, SGD with Nesterov momentum and a OneCycle
-learning-rate schedule.
+Model: four 3x3 conv-BN-ReLU layers in three max-pooled stages (32 | 64, 64 | 128 channels), a 256-unit hidden
+layer with dropout in the head (about 0.43M parameters, ~60 s per epoch on 2 idle cores); light augmentation
+(random shifts up to 2 pixels), SGD with Nesterov momentum and a OneCycle learning-rate schedule.
 """
 
 from __future__ import annotations
@@ -57,14 +56,20 @@ class FashionCNN(nn.Module):
             *_conv(32, 64), *_conv(64, 64), nn.MaxPool2d(2),  # -> 7: the second conv here is the cheap capacity
             *_conv(64, 128), nn.MaxPool2d(2),  # -> 3
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(128 * 3 * 3, classes))
+        # A hidden layer in the head is nearly free (0.3M multiply-adds) and adds the capacity a short
+        # schedule needs: with a linear head the net underfit (8 epochs: train 91.7% with augmentation, test 92.1%).
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(128 * 3 * 3, 256), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(256, classes),
+        )  # fmt: skip
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(image))
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
-    """Random shifts of up to ``shift`` pixels (zero-padded crops) and horizontal flips, per image."""
+def augment(batch: torch.Tensor, generator: torch.Generator, shift: int = 2, flip: bool = False) -> torch.Tensor:
+    """Random shifts of up to ``shift`` pixels (background-padded crops), per image; optionally horizontal flips
+    (off in the recipe: the short schedule underfits rather than overfits, so augmentation stays light)."""
     n, _, h, w = batch.shape
     padded = F.pad(batch, (shift, shift, shift, shift), value=float(batch.min()))
     dy = torch.randint(0, 2 * shift + 1, (n,), generator=generator)
@@ -72,8 +77,10 @@ def augment(batch: torch.Tensor, generator: torch.Generator, shift: int = 2) -> 
     rows = (dy[:, None] + torch.arange(h))[:, :, None]
     cols = (dx[:, None] + torch.arange(w))[:, None, :]
     shifted = padded[torch.arange(n)[:, None, None], 0, rows, cols].unsqueeze(1)
-    flip = torch.rand(n, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], shifted.flip(-1), shifted)
+    if not flip:
+        return shifted
+    flipped = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flipped[:, None, None, None], shifted.flip(-1), shifted)
 
 
 def normalise(pixels: np.ndarray) -> torch.Tensor:
@@ -96,7 +103,7 @@ class FashionCNNRecipe(Recipe):
         super().__init__(profile, data_path)
         self.settings = PROFILES[self.profile]
         self.hyperparameters = {**self.settings, "optimizer": "SGD nesterov momentum 0.9", "weight_decay": 5e-4,
-                                "schedule": "OneCycle", "label_smoothing": 0.1, "augmentation": "shift<=2px, hflip"}  # fmt: skip
+                                "schedule": "OneCycle", "augmentation": "random shifts <= 2 px"}  # fmt: skip
 
     def load_data(self) -> DataSummary:
         if self.data_path is None or is_idx_folder(self.data_path):
@@ -134,7 +141,7 @@ class FashionCNNRecipe(Recipe):
                 index = order[step * batch_size:(step + 1) * batch_size]
                 x, y = augment(images[index], generator), targets[index]
                 logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+                loss = F.cross_entropy(logits, y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

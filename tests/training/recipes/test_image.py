@@ -63,8 +63,11 @@ def test_augmentation_shifts_and_flips_without_changing_shape():
 
     batch = torch.zeros(64, 1, 28, 28)
     batch[:, :, 10:18, 4:8] = 1.0  # a bar left of centre
-    out = augment(batch, torch_generator(0))
-    assert out.shape == batch.shape
-    moved = (out != batch).flatten(1).any(1)
-    assert int(moved.sum()) > 48  # all but the few drawn with no shift and no flip
-    assert torch.allclose(out.sum((1, 2, 3)), batch.sum((1, 2, 3)))  # 2-pixel shifts keep the bar inside
+    for flip in (False, True):
+        out = augment(batch, torch_generator(0), flip=flip)
+        assert out.shape == batch.shape
+        moved = (out != batch).flatten(1).any(1)
+        assert int(moved.sum()) > 48  # all but the few drawn with no shift (and no flip)
+        assert torch.allclose(out.sum((1, 2, 3)), batch.sum((1, 2, 3)))  # 2-pixel shifts keep the bar inside
+    flipped = augment(batch, torch_generator(0), shift=0, flip=True)
+    assert 0 < int((flipped != batch).flatten(1).any(1).sum()) < 64  # about half mirrored
