@@ -60,12 +60,22 @@ def greedy_decode(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray,
     return outputs
 
 
+def _top_candidates(totals: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the ``count`` largest values, best first, ties by index (as a stable sort would
+    give) without sorting the whole beams x vocabulary row."""
+    count = min(count, totals.size)
+    threshold = np.partition(totals, totals.size - count)[totals.size - count]
+    candidates = np.flatnonzero(totals >= threshold)
+    return candidates[np.lexsort((candidates, -totals[candidates]))[:count]]
+
+
 def beam_search(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray, spec: DecodingSpec,
                 beam_size: int = 4, length_penalty: float = 1.0, max_length: int | None = None) -> list[list[int]]:
-    """Batched beam search: every source keeps ``beam_size`` live hypotheses in one decoder_step
-    batch of ``sources x beams`` rows. A hypothesis ends at EOS; its score is the summed log
-    probability divided by length**length_penalty. A source stops once it holds ``beam_size``
-    finished hypotheses and its best live one, normalised at its current length, scores lower."""
+    """Batched beam search: every running source keeps ``beam_size`` live hypotheses in one
+    decoder_step batch of ``running sources x beams`` rows. A hypothesis ends at EOS; its score is
+    the summed log probability divided by length**length_penalty. A source stops (and leaves the
+    batch) once it holds ``beam_size`` finished hypotheses and its best live one, normalised at its
+    current length, scores lower (Hugging Face's default heuristic)."""
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
     limit = min(max_length or spec.max_output_length, spec.max_output_length)
@@ -76,60 +86,57 @@ def beam_search(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray, s
     # only the first beam of each source is live at the start; the others are copies
     scores = np.tile(np.array([0.0] + [-np.inf] * (beam_size - 1)), sources)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(sources)]
-    done = np.zeros(sources, dtype=bool)
+    running = list(range(sources))  # row block b of the batch belongs to source running[b]
 
     for step in range(1, limit + 1):
         log_probs = log_softmax(_next_logits(run, prefix, memory_rows, mask_rows, spec).astype(np.float64))
         vocab = log_probs.shape[1]
-        totals = (scores[:, None] + log_probs).reshape(sources, beam_size * vocab)
-        new_rows, new_tokens, new_scores = [], [], []
-        for source in range(sources):
-            if done[source]:  # keep shapes: carry dead beams along
-                base = source * beam_size
-                new_rows.extend(range(base, base + beam_size))
-                new_tokens.extend([spec.eos_id] * beam_size)
-                new_scores.extend([-np.inf] * beam_size)
-                continue
-            candidates = np.argsort(-totals[source], kind="stable")[: 2 * beam_size]
-            kept = 0
-            for flat in candidates:
-                total = totals[source, flat]
+        totals = (scores[:, None] + log_probs).reshape(len(running), beam_size * vocab)
+        new_rows, new_tokens, new_scores, still_running = [], [], [], []
+        for block, source in enumerate(running):
+            rows, tokens, block_scores = [], [], []
+            for flat in _top_candidates(totals[block], 2 * beam_size):
+                total = totals[block, flat]
                 if not np.isfinite(total):
                     break
                 beam, token = divmod(int(flat), vocab)
-                row = source * beam_size + beam
+                row = block * beam_size + beam
                 if token == spec.eos_id:
-                    tokens = [int(t) for t in prefix[row, 1:]] + [token]
-                    finished[source].append((total / step ** length_penalty, tokens))
+                    hypothesis = [int(t) for t in prefix[row, 1:]] + [token]
+                    finished[source].append((total / step ** length_penalty, hypothesis))
                     continue
-                new_rows.append(row)
-                new_tokens.append(token)
-                new_scores.append(total)
-                kept += 1
-                if kept == beam_size:
+                rows.append(row)
+                tokens.append(token)
+                block_scores.append(total)
+                if len(rows) == beam_size:
                     break
-            for _ in range(beam_size - kept):  # fewer live continuations than beams: pad with dead ones
-                new_rows.append(source * beam_size)
-                new_tokens.append(spec.eos_id)
-                new_scores.append(-np.inf)
-            best_live = max(new_scores[-beam_size:])
+            if not rows:  # every continuation ended (or, with everything suppressed, none is possible)
+                if not finished[source]:
+                    finished[source].append((-np.inf, [int(t) for t in prefix[block * beam_size, 1:]]))
+                continue
             if len(finished[source]) >= beam_size:
                 best_finished = max(score for score, _ in finished[source])
-                # heuristic stop (as Hugging Face's default): the best live hypothesis, normalised
-                # at its current length, no longer beats the best finished one
-                if best_finished >= best_live / step ** length_penalty:
-                    done[source] = True
-        prefix = np.concatenate([prefix[new_rows], np.array(new_tokens, dtype=np.int64)[:, None]], axis=1)
-        scores = np.array(new_scores)
-        if done.all():
+                if best_finished >= max(block_scores) / step ** length_penalty:
+                    continue  # done: its rows leave the batch
+            while len(rows) < beam_size:  # fewer live continuations than beams: pad with dead ones
+                rows.append(rows[0])
+                tokens.append(spec.eos_id)
+                block_scores.append(-np.inf)
+            new_rows += rows
+            new_tokens += tokens
+            new_scores += block_scores
+            still_running.append(source)
+        if not still_running:
+            running = []
             break
+        prefix = np.concatenate([prefix[new_rows], np.array(new_tokens, dtype=np.int64)[:, None]], axis=1)
+        memory_rows, mask_rows = memory_rows[new_rows], mask_rows[new_rows]  # a row keeps its source
+        scores = np.array(new_scores)
+        running = still_running
 
-    results = []
-    for source in range(sources):
-        if finished[source]:
-            results.append(max(finished[source], key=lambda item: item[0])[1])
-        else:  # no hypothesis reached EOS within the limit: the best live one, cut at the limit
-            rows = slice(source * beam_size, (source + 1) * beam_size)
-            best = int(np.argmax(scores[rows]))
-            results.append([int(t) for t in prefix[source * beam_size + best, 1:]])
-    return results
+    live_best = {}  # sources still running at the limit: their best live hypothesis
+    for block, source in enumerate(running):
+        best = block * beam_size + int(np.argmax(scores[block * beam_size:(block + 1) * beam_size]))
+        live_best[source] = [int(t) for t in prefix[best, 1:]]
+    return [max(finished[source], key=lambda item: item[0])[1] if finished[source] else live_best[source]
+            for source in range(sources)]
