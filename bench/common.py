@@ -45,7 +45,8 @@ def metric(samples: dict, name: str, **labels: str) -> float:
 class Server:
     """``python -m app serve`` in a child process, REST (and gRPC unless grpc=False) on free ports."""
 
-    def __init__(self, repo: Path, *, grpc: bool = False, env: dict[str, str] | None = None, timeout: float = 180):
+    def __init__(self, repo: Path, *, grpc: bool = False, env: dict[str, str] | None = None, timeout: float = 180,
+                 cwd: Path | None = None):
         self.port = free_port()
         self.grpc_port = free_port() if grpc else None
         env = {**os.environ, "DENDRITE_GRPC_ENABLED": str(grpc).lower(), "DENDRITE_LOG_LEVEL": "warning", **(env or {})}
@@ -53,7 +54,7 @@ class Server:
                "--host", "127.0.0.1"]  # fmt: skip
         if grpc:
             cmd += ["--grpc-port", str(self.grpc_port)]
-        self.proc = subprocess.Popen(cmd, env=env)
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd)
         self.url = f"http://127.0.0.1:{self.port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}" if grpc else None
         deadline = time.monotonic() + timeout
@@ -81,7 +82,13 @@ class Server:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(30)
+                self.proc.wait(40)  # longer than the server's own shutdown grace
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -5,48 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import httpx
 import numpy as np
 
-from tests.support import free_port
+from bench.common import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ServerProcess:
+class ServerProcess(Server):
+    """The benchmark's server process (bench.common.Server), plus what reliability tests read."""
+
     def __init__(self, repo: Path, *, grpc: bool = False, env: dict[str, str] | None = None, timeout: float = 120):
-        self.port = free_port()
-        self.grpc_port = free_port() if grpc else None
-        full_env = {**os.environ, "DENDRITE_GRPC_ENABLED": str(grpc).lower(), "DENDRITE_LOG_LEVEL": "warning",
-                    **(env or {})}  # fmt: skip
-        cmd = [sys.executable, "-m", "app", "serve", "--repository", str(repo), "--http-port", str(self.port),
-               "--host", "127.0.0.1"]  # fmt: skip
-        if grpc:
-            cmd += ["--grpc-port", str(self.grpc_port)]
-        self.proc = subprocess.Popen(cmd, env=full_env, cwd=ROOT)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.grpc_target = f"127.0.0.1:{self.grpc_port}" if grpc else None
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.1)
+        super().__init__(repo, grpc=grpc, env=env, timeout=timeout, cwd=ROOT)
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -56,21 +33,6 @@ class ServerProcess:
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self) -> "ServerProcess":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def binary_body(x: np.ndarray, name: str = "x") -> tuple[bytes, dict[str, str]]:
