@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from app import __version__
 from app.metrics import CONTENT_TYPE
-from app.transports.rest import errors, guard, oip, predict, ui
+from app.transports.rest import errors, guard, oip, openapi, predict, ui
 
 if TYPE_CHECKING:
     from app.server import Service
@@ -39,6 +39,7 @@ def create_app(service: "Service") -> FastAPI:
     errors.install(app)
     app.include_router(oip.router)
     app.include_router(predict.router)
+    openapi.install(app)
     ui.install(app, service.metrics)  # playground at /, GET /status, offline /docs and /redoc
     app.add_middleware(oip.InferFastPath)
     app.add_middleware(guard.Guard, settings=service.settings)  # outermost: keys and disconnects cover the fast path

@@ -58,28 +58,6 @@ async def playground() -> FileResponse:
     return FileResponse(PLAYGROUND / "index.html", media_type="text/html")
 
 
-def hoist_inline_definitions(schema: dict) -> dict:
-    """Move ``$defs`` embedded in inline request schemas (``openapi_extra`` bodies built with
-    ``model_json_schema(ref_template="#/components/schemas/{model}")``) into ``components.schemas``,
-    where their ``$ref``s point. Swagger UI tolerates the dangling references; ReDoc refuses to
-    render the whole page ("Invalid reference token")."""
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-
-    def walk(node):
-        if isinstance(node, dict):
-            for name, definition in node.pop("$defs", {}).items():
-                components.setdefault(name, definition)
-                walk(definition)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(schema.get("paths", {}))
-    return schema
-
-
 def install(app: FastAPI, metrics: Metrics) -> None:
     """Playground, status route and offline API docs. The app must be built with
     ``docs_url=None, redoc_url=None`` (FastAPI's own pages load their assets from a CDN)."""
@@ -92,14 +70,6 @@ def install(app: FastAPI, metrics: Metrics) -> None:
     app.include_router(router)
     if app.openapi_url is None:  # DENDRITE_DOCS_ENABLED=false: no schema, so no pages that render it
         return
-    build_schema = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            app.openapi_schema = hoist_inline_definitions(build_schema())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
     oauth2_redirect = app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect"
 
     @app.get("/docs", include_in_schema=False)
