@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     grpc_max_message_bytes: int = Field(
         64 * 1024 * 1024, ge=4 * 1024 * 1024, description="Max gRPC message size in both directions."
     )
+    grpc_stream_max_in_flight: int = Field(
+        64, ge=1, description="ModelStreamInfer: most requests of one stream in progress at once (they batch "
+        "together), each counted until its answer is sent; past it the server reads no further request of the "
+        "stream, so gRPC flow control holds the client back.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     server_name: str = Field("dendrite", description="Name reported by GET /v2 (server metadata).")
     shutdown_grace_seconds: float = Field(

@@ -22,25 +22,32 @@ Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 OFFLOAD_BYTES = 256 * 1024
 
 
+def status_of(exc: Exception, where: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
+    """An exception as (status code, message, trailing metadata), logged where it is the server's
+    fault: DendriteError -> its ``grpc_code`` and message; anything else -> INTERNAL. ``where``
+    names the handler in the log. (Call it inside the ``except`` block: the log has the traceback.)"""
+    if isinstance(exc, DendriteError):
+        code = grpc.StatusCode[exc.grpc_code]
+        if code is grpc.StatusCode.INTERNAL:
+            log.error("%s: %s", type(exc).__name__, exc.message)
+        # e.g. Retry-After of a full queue: clients read it from the trailers
+        return code, exc.message, tuple((key.lower(), value) for key, value in exc.headers.items())
+    log.exception("unhandled error in %s", where)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}", ()
+
+
 def rpc_handler(method: Handler) -> Handler:
-    """Wrap a servicer method: DendriteError -> its ``grpc_code``; anything else -> INTERNAL."""
+    """Wrap a unary servicer method: an error becomes the call's status (``status_of``)."""
 
     @functools.wraps(method)
     async def handler(self, request, context: grpc.aio.ServicerContext):
         try:
             return await method(self, request, context)
-        except DendriteError as exc:
-            code = grpc.StatusCode[exc.grpc_code]
-            if code is grpc.StatusCode.INTERNAL:
-                log.error("%s: %s", type(exc).__name__, exc.message)
-            # e.g. Retry-After of a full queue: clients read it from the trailers
-            trailers = tuple((key.lower(), value) for key, value in exc.headers.items())
-            await context.abort(code, exc.message, trailing_metadata=trailers)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception as exc:
-            log.exception("unhandled error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+            code, message, trailers = status_of(exc, method.__name__)
+            await context.abort(code, message, trailing_metadata=trailers)
 
     return handler  # type: ignore[return-value]
 

@@ -30,24 +30,36 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, settings: Settings):
         self.settings = settings
 
-        async def deny(request, context):
+        async def deny(request_or_iterator, context):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, auth.MISSING)
 
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        # One per kind of method, keyed (request_streaming, response_streaming): a unary handler on a
+        # streaming call would first wait for a request message (a client that opens the stream and
+        # waits would hang instead of hearing UNAUTHENTICATED).
+        self._deny = {
+            (False, False): grpc.unary_unary_rpc_method_handler(deny),
+            (False, True): grpc.unary_stream_rpc_method_handler(deny),
+            (True, False): grpc.stream_unary_rpc_method_handler(deny),
+            (True, True): grpc.stream_stream_rpc_method_handler(deny),
+        }
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         keys = auth.required_grpc_keys(self.settings, details.method)
         if keys:
             metadata = dict(details.invocation_metadata or ())
             if not auth.authorized(auth.presented_key(metadata.get("authorization"), metadata.get("x-api-key")), keys):
-                return self._deny
+                handler = await continuation(details)
+                kind = (False, False) if handler is None else (handler.request_streaming, handler.response_streaming)
+                return self._deny[kind]
         return await continuation(details)
 
 
 class DecodeGuard(grpc.aio.ServerInterceptor):
     """A request that does not parse is INVALID_ARGUMENT. (grpc.aio answers UNKNOWN and logs a
     traceback when a request deserializer raises.) Unary methods get the raw bytes and parse
-    them here; the wrapped handlers are built once per method."""
+    them here; the wrapped handlers are built once per method. Streaming methods pass through
+    unchanged: their handler reads each message itself and ends the call with
+    INVALID_ARGUMENT on one that does not parse (``oip.InferenceServicer.ModelStreamInfer``)."""
 
     def __init__(self):
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}

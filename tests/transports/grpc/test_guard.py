@@ -57,6 +57,13 @@ def test_keys_from_metadata(repo):
         assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
         for md in ([("authorization", "Bearer secret")], [("x-api-key", "secret")]):
             assert stub.ModelInfer(good_request(), metadata=md, timeout=10).model_name == "affine"
+        # the stream needs a key like ModelInfer; refused at once, before the client sends a request
+        call = stub.ModelStreamInfer(iter(()), timeout=10)
+        with pytest.raises(grpc.RpcError) as err:
+            list(call)
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED and "DENDRITE_API_KEYS" in err.value.details()
+        answers = list(stub.ModelStreamInfer(iter([good_request()]), metadata=[("x-api-key", "secret")], timeout=10))
+        assert [a.infer_response.model_name for a in answers] == ["affine"] and not answers[0].error_message
         # probes need no key
         assert stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
         assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
@@ -75,6 +82,23 @@ def test_unparseable_bytes_are_an_error_status_not_a_crash(channel):
             raw_call(channel, method, b"\xff\xff\xff\xff\x0f")
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "not a valid message" in err.value.details(), method
     assert pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(good_request(), timeout=10).model_name == "affine"
+
+
+def test_unparseable_message_on_a_stream_is_invalid_argument(channel):
+    """The requests before the bad message are answered; then the call ends with INVALID_ARGUMENT."""
+    call = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer", request_serializer=None,
+                                 response_deserializer=pb.ModelStreamInferResponse.FromString)  # fmt: skip
+    good = good_request()
+    good.id = "first"
+    responses = call(iter([good.SerializeToString(), b"\xff\xff\xff\xff\x0f"]), timeout=10)
+    answered = []
+    with pytest.raises(grpc.RpcError) as err:
+        for response in responses:
+            answered.append((response.infer_response.id, response.error_message))
+    assert answered == [("first", "")]
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "not a valid ModelInferRequest" in err.value.details()
+    assert pb_grpc.GRPCInferenceServiceStub(channel).ServerLive(pb.ServerLiveRequest(), timeout=10).live
 
 
 def bad_requests():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import struct
 import subprocess
 import threading
@@ -49,6 +50,7 @@ TYPED = tuple(FIELD)  # every datatype that has a typed field
 # tritonclient needs protobuf < 7 (Dendrite pins >= 7), so it lives in its own virtual environment.
 TRITONCLIENT_PYTHON = os.environ.get("DENDRITE_TRITONCLIENT_PYTHON")
 HEAVY_ROWS = 256
+GATHER_ROWS, GATHER_DELAY_S = 8, 5.0
 
 
 def sample(datatype: str) -> np.ndarray:
@@ -121,6 +123,10 @@ def server(tmp_path_factory):
                 {"max_batch_size": HEAVY_ROWS, "dynamic_batching": {"max_queue_size": 2}})  # fmt: skip
     write_model(repo, "heavy", matmul_chain_model(width=512, depth=16), {"max_batch_size": 4 * HEAVY_ROWS})
     write_model(repo, "corrupt", b"\x00garbage", {"max_batch_size": 4})
+    # A partial batch waits up to GATHER_DELAY_S for more rows, a full one (8 rows) goes at once: requests
+    # that reach the batcher together run as one batch, and one that comes alone waits in the queue.
+    write_model(repo, "gather", affine_model(), {"max_batch_size": GATHER_ROWS, "dynamic_batching": {
+        "max_queue_delay_microseconds": int(GATHER_DELAY_S * 1e6)}})  # fmt: skip
     with live_server(repo, grpc=True, retry_after_seconds=3) as s:
         yield s
 
@@ -375,6 +381,147 @@ def test_the_grpc_deadline_becomes_the_data_plane_deadline(server):
     assert server.call(servicer.ModelInfer(request, DeadlineContext(remaining=None))).model_name == "affine"
 
 
+# ---------------------------------------------------------------------- streaming (Triton's ModelStreamInfer)
+def row(i: int) -> np.ndarray:
+    return np.arange(4 * i, 4 * i + 4, dtype=np.float32).reshape(1, 4)
+
+
+def affine_row(i: int, model: str = "affine", **fields) -> pb.ModelInferRequest:
+    return infer_request(model, {"x": ("FP32", row(i))}, raw=True, id=f"r{i}", **fields)
+
+
+def stream(stub, requests, **kwargs) -> list[pb.ModelStreamInferResponse]:
+    """Send `requests` on one ModelStreamInfer call, half-close, and return every answer."""
+    return list(stub.ModelStreamInfer(iter(requests), timeout=60, **kwargs))
+
+
+def check_affine(response: pb.ModelStreamInferResponse, i: int) -> None:
+    assert response.error_message == "", response.error_message
+    resp = response.infer_response
+    assert (resp.model_name, resp.model_version, resp.id) == ("affine", "2", f"r{i}")
+    out = decoded_outputs(resp)
+    np.testing.assert_array_equal(out["y"][2], row(i) * 2 + 1)
+    np.testing.assert_array_equal(out["s"][2], (row(i) * 2 + 1).sum(axis=1, keepdims=True))
+
+
+def test_stream_answers_every_request_matched_by_id(server, stub):
+    before = counter(server, "dendrite_requests_total", model="affine", version="2", protocol="grpc", outcome="success")
+    answers = stream(stub, [affine_row(i) for i in range(12)])
+    by_id = {a.infer_response.id: a for a in answers}
+    assert len(answers) == 12 and sorted(by_id) == sorted(f"r{i}" for i in range(12))  # each answered exactly once
+    for i in range(12):
+        check_affine(by_id[f"r{i}"], i)
+        assert len(by_id[f"r{i}"].infer_response.raw_output_contents) == 2  # raw in, raw out, as for ModelInfer
+    after = counter(server, "dendrite_requests_total", model="affine", version="2", protocol="grpc", outcome="success")
+    assert after == before + 12  # the data plane counts each under protocol="grpc"
+
+
+def test_stream_typed_request_gets_typed_answer(stub):
+    x = np.array([[1, 2, 3, 4]], np.float32)
+    (answer,) = stream(stub, [infer_request("affine", {"x": ("FP32", x)}, raw=False, outputs=["s"], id="t")])
+    assert answer.error_message == "" and answer.infer_response.id == "t"
+    assert not answer.infer_response.raw_output_contents
+    assert list(answer.infer_response.outputs[0].contents.fp32_contents) == [24.0]
+
+
+def test_a_bad_request_mid_stream_is_an_error_message_and_the_stream_goes_on(server, stub):
+    bad_shape = infer_request("affine", {"x": ("FP32", np.ones((1, 3), np.float32))}, raw=True, id="bad-shape")
+    no_inputs = pb.ModelInferRequest(model_name="affine", id="no-inputs")
+    requests = [affine_row(0), affine_row(1), bad_shape, affine_row(2), no_inputs, affine_row(3)]
+    answers = stream(stub, requests)  # no exception: the call itself ends OK
+    assert len(answers) == len(requests)
+    by_id = {a.infer_response.id: a for a in answers}
+    assert "shape [1, 3] does not match the model's [-1, 4]" in by_id["bad-shape"].error_message
+    assert "at least one input" in by_id["no-inputs"].error_message
+    for bad in ("bad-shape", "no-inputs"):  # the failed request's name, version and id come back, no outputs
+        resp = by_id[bad].infer_response
+        assert (resp.model_name, resp.id) == ("affine", bad) and not resp.outputs
+    for i in range(4):
+        check_affine(by_id[f"r{i}"], i)
+
+
+def test_stream_unknown_model_is_an_error_message(stub):
+    requests = [affine_row(0, model="nope"), affine_row(1, model="affine", model_version="1"), affine_row(2)]
+    answers = {a.infer_response.id: a for a in stream(stub, requests)}
+    assert answers["r0"].error_message.startswith("model 'nope' not found (loaded models: affine, ")
+    assert answers["r0"].infer_response.model_name == "nope"
+    assert "model 'affine' has no version 1 (versions: 2)" in answers["r1"].error_message
+    assert answers["r1"].infer_response.model_version == "1"
+    check_affine(answers["r2"], 2)
+
+
+def test_stream_requests_run_concurrently_and_batch_together(server, stub):
+    """8 one-row requests on one stream fill one batch of `gather` (8 rows, so it goes at once instead of waiting
+    GATHER_DELAY_S): the stream's requests reached the batcher together. Sequential handling would run 8
+    batches of one row, each after GATHER_DELAY_S."""
+    mv = {"model": "gather", "version": "1"}
+    runs0 = counter(server, "dendrite_execution_count_total", **mv)
+    rows0 = counter(server, "dendrite_inference_count_total", **mv)
+    start = time.monotonic()
+    answers = stream(stub, [affine_row(i, model="gather") for i in range(GATHER_ROWS)])
+    took = time.monotonic() - start
+    assert sorted(a.infer_response.id for a in answers) == sorted(f"r{i}" for i in range(GATHER_ROWS))
+    for a in answers:
+        assert a.error_message == ""
+        i = int(a.infer_response.id[1:])
+        np.testing.assert_array_equal(decoded_outputs(a.infer_response)["y"][2], row(i) * 2 + 1)  # its own row back
+    assert counter(server, "dendrite_inference_count_total", **mv) - rows0 == GATHER_ROWS
+    assert counter(server, "dendrite_execution_count_total", **mv) - runs0 == 1  # one batch of all 8
+    assert took < GATHER_DELAY_S
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("ending", ["client-cancels", "deadline"])
+def test_a_stream_that_ends_early_withdraws_its_queued_requests(server, stub, ending):
+    """Two rows wait in `gather`'s queue (a partial batch waits GATHER_DELAY_S); the call ends (the client
+    cancels, or its deadline passes): the server drops both without compute."""
+    mv = {"model": "gather", "version": "1"}
+    rows0 = counter(server, "dendrite_inference_count_total", **mv)
+    dropped0 = sum(counter(server, "dendrite_rejected_requests_total", **mv, reason=r)
+                   for r in ("deadline", "cancelled"))  # fmt: skip
+    outgoing: queue.Queue = queue.Queue()
+    outgoing.put(affine_row(0, model="gather"))
+    outgoing.put(affine_row(1, model="gather"))
+    call = stub.ModelStreamInfer(iter(outgoing.get, None), timeout=60 if ending == "client-cancels" else 1.0)
+    try:
+        wait_until(lambda: counter(server, "dendrite_pending_requests", **mv) == 2)
+        if ending == "client-cancels":
+            call.cancel()
+        with pytest.raises(grpc.RpcError) as err:
+            list(call)
+        expected = grpc.StatusCode.CANCELLED if ending == "client-cancels" else grpc.StatusCode.DEADLINE_EXCEEDED
+        assert err.value.code() == expected
+    finally:
+        outgoing.put(None)  # ends the request iterator (gRPC's sending thread waits on it)
+    wait_until(lambda: sum(counter(server, "dendrite_rejected_requests_total", **mv, reason=r)
+                           for r in ("deadline", "cancelled")) == dropped0 + 2)  # fmt: skip
+    assert counter(server, "dendrite_pending_requests", **mv) == 0
+    assert counter(server, "dendrite_inference_count_total", **mv) == rows0  # nothing computed
+
+
+def test_stream_in_flight_bound(tmp_path):
+    """DENDRITE_GRPC_STREAM_MAX_IN_FLIGHT=2: a stream of 6 requests reaches the batcher two at a time, so
+    `gather` (up to 8 rows, a partial batch waits 0.2 s) runs 3 batches of 2 rows, not one of 6."""
+    write_model(tmp_path, "gather", affine_model(), {"max_batch_size": 8,
+                "dynamic_batching": {"max_queue_delay_microseconds": 200_000}})  # fmt: skip
+    mv = {"model": "gather", "version": "1"}
+    with live_server(tmp_path, grpc=True, grpc_stream_max_in_flight=2) as s, \
+            grpc.insecure_channel(s.grpc_target) as ch:  # fmt: skip
+        answers = stream(pb_grpc.GRPCInferenceServiceStub(ch), [affine_row(i, model="gather") for i in range(6)])
+        assert sorted(a.infer_response.id for a in answers) == [f"r{i}" for i in range(6)]
+        assert all(a.error_message == "" for a in answers)
+        assert counter(s, "dendrite_inference_count_total", **mv) == 6
+        assert counter(s, "dendrite_execution_count_total", **mv) == 3
+        assert s.service.metrics.registry.get_sample_value("dendrite_batch_size_sum", mv) == 6
+        assert s.service.metrics.registry.get_sample_value("dendrite_batch_size_bucket", {**mv, "le": "2.0"}) == 3
+
+
 # ---------------------------------------------------------------------- health and reflection
 def test_health_check_serving(channel):
     health = health_pb2_grpc.HealthStub(channel)
@@ -397,7 +544,10 @@ def test_reflection_lists_and_describes_the_services(channel):
     file = descriptor_pb2.FileDescriptorProto.FromString(proto)
     assert file.package == "inference"
     assert [m.name for m in file.service[0].method] == [
-        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
+        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer"]
+    (stream,) = [m for m in file.service[0].method if m.name == "ModelStreamInfer"]
+    assert stream.client_streaming and stream.server_streaming
+    assert stream.output_type == ".inference.ModelStreamInferResponse"
 
 
 def test_health_turns_not_serving_when_the_server_shuts_down(tmp_path):

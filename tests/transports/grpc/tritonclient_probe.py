@@ -3,11 +3,13 @@
 Runs in its own virtual environment (tritonclient needs protobuf < 7, Dendrite pins >= 7), so
 it imports nothing from Dendrite. ``test_oip.py::test_tritonclient_is_wire_compatible`` starts
 the server and runs ``<python with tritonclient[grpc]> tritonclient_probe.py HOST:PORT``.
+Checks ModelInfer and the ModelStreamInfer stream (start_stream / async_stream_infer).
 Expects the test's models: affine (x FP32 [-1, 4] -> y = 2x + 1, s = row sums) and identity.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 
 import numpy as np
@@ -48,6 +50,8 @@ def main(target: str) -> None:
         if arr is not None:
             np.testing.assert_array_equal(result.as_numpy(f"out_{dt}"), arr, err_msg=dt)
 
+    check_stream(client, x)
+
     try:
         client.infer("nope", [tensor])
     except InferenceServerException as exc:
@@ -55,6 +59,35 @@ def main(target: str) -> None:
     else:
         raise AssertionError("unknown model accepted")
     print("tritonclient: all checks passed")
+
+
+def check_stream(client, x: np.ndarray) -> None:
+    """ModelStreamInfer through tritonclient's stream API: answers reach the callback (in any order), the
+    bad request as an error, and the stream carries on."""
+    answers: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: answers.put((result, error)))
+    sent = {}
+    for i in range(4):
+        sent[f"s{i}"] = x[:1] + i
+        t = triton.InferInput("x", [1, 4], "FP32")
+        t.set_data_from_numpy(sent[f"s{i}"])
+        client.async_stream_infer("affine", [t], request_id=f"s{i}")
+        if i == 1:
+            bad = triton.InferInput("x", [1, 3], "FP32")
+            bad.set_data_from_numpy(np.zeros((1, 3), np.float32))
+            client.async_stream_infer("affine", [bad], request_id="bad")
+    got, errors = {}, []
+    for _ in range(5):
+        result, error = answers.get(timeout=30)
+        if error is not None:
+            errors.append(error)
+        else:
+            got[result.get_response().id] = result.as_numpy("y")
+    client.stop_stream()
+    assert sorted(got) == sorted(sent), sorted(got)
+    for request_id, arr in sent.items():
+        np.testing.assert_array_equal(got[request_id], arr * 2 + 1)
+    assert len(errors) == 1 and "does not match the model's [-1, 4]" in errors[0].message(), errors
 
 
 def triton_np(datatype: str):
