@@ -2,14 +2,18 @@
 
     python -m bench.loadgen SPEC.pickle RESULT.json
 
-SPEC (a pickled dict): ``kind`` "rest" (aiohttp) or "grpc" (grpc.aio), ``concurrency`` clients,
+SPEC (a pickled dict): ``kind`` "rest" (aiohttp), "grpc" (grpc.aio, one unary call per request) or
+"grpc-stream" (grpc.aio, one bidirectional stream per client, e.g. OIP ModelStreamInfer), ``concurrency`` clients,
 ``warmup`` and ``seconds``, ``metrics_url`` (scraped at the start and the end of the measured window),
 and the prepared payloads, sent round robin:
 
 - rest: ``url`` base, ``payloads`` a list of (path, headers, body bytes);
 - grpc: ``target``, ``method`` (full name, e.g. "/dendrite.v1.Predict/Image"), ``payloads`` a list of
   serialized request messages, ``channels`` (the clients are spread over this many channels, each its
-  own TCP connection).
+  own TCP connection);
+- grpc-stream: as grpc, ``method`` a stream-stream method answering each request with a
+  ModelStreamInferResponse ("/inference.GRPCInferenceService/ModelStreamInfer"). Each client keeps one
+  stream open and writes its next request when the previous answer is in (one in flight per stream).
 
 Requests go out as prepared bytes and answers are read as bytes, unparsed, so the client spends as
 little CPU as it can (bench.tasks checks one parsed answer per cell). Every client sends its next
@@ -97,6 +101,44 @@ async def grpc_clients(spec: dict, window: Window, channels) -> list[asyncio.Tas
     return [asyncio.create_task(client(i)) for i in range(spec["concurrency"])]
 
 
+# A ModelStreamInferResponse that starts with field 1 (error_message, tag 0x0a) is an error: protobuf writes
+# fields in number order and leaves an empty string out, so a success starts with infer_response (0x12).
+STREAM_ERROR_TAG = b"\x0a"
+
+
+async def grpc_stream_clients(spec: dict, window: Window, channels) -> list[asyncio.Task]:
+    import grpc
+
+    payloads = spec["payloads"]
+    calls = [ch.stream_stream(spec["method"]) for ch in channels]  # no (de)serializers: bytes in, bytes out
+    lifetime = spec["warmup"] + spec["seconds"] + 60  # one deadline for the whole stream
+
+    async def client(i: int) -> None:
+        n = i
+        while not window.stop:  # a stream the server ended is reopened
+            stream = calls[i % len(calls)](timeout=lifetime)
+            t0 = time.perf_counter()
+            try:
+                while not window.stop:
+                    body = payloads[n % len(payloads)]
+                    n += 1
+                    t0 = time.perf_counter()
+                    await stream.write(body)
+                    answer = await stream.read()
+                    if answer is grpc.aio.EOF:
+                        window.record(t0, time.perf_counter(), "stream ended")
+                        break
+                    window.record(t0, time.perf_counter(),
+                                  "error_message" if answer[:1] == STREAM_ERROR_TAG else None)  # fmt: skip
+                if window.stop:
+                    await stream.done_writing()
+                    await stream.code()  # the server ends the call once the last answer is out
+            except grpc.aio.AioRpcError as exc:
+                window.record(t0, time.perf_counter(), f"grpc {exc.code().name}")
+
+    return [asyncio.create_task(client(i)) for i in range(spec["concurrency"])]
+
+
 async def run(spec: dict) -> dict:
     import aiohttp
     import grpc
@@ -113,7 +155,8 @@ async def run(spec: dict) -> dict:
                        ("grpc.use_local_subchannel_pool", 1)]  # its own connection per channel
             channels = [grpc.aio.insecure_channel(spec["target"], options=options)
                         for _ in range(max(1, min(spec["channels"], spec["concurrency"])))]  # fmt: skip
-            tasks = await grpc_clients(spec, window, channels)
+            clients = grpc_stream_clients if spec["kind"] == "grpc-stream" else grpc_clients
+            tasks = await clients(spec, window, channels)
 
         async def scrape() -> str:
             async with session.get(spec["metrics_url"]) as resp:

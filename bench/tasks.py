@@ -1,7 +1,7 @@
 """Task benchmark: /predict per task over REST and the typed gRPC service, and OIP gRPC raw tensors
-vs REST binary tensors.
+(unary and streaming) vs REST binary tensors.
 
-    python -m bench.tasks                      # (make bench) ~5 minutes on 2 cores (+1-2 to train smoke models)
+    python -m bench.tasks                      # (make bench) ~6 minutes on 2 cores (+1-2 to train smoke models)
     python -m bench.tasks --quick              # short cells, end-to-end smoke run
     python -m bench.tasks --repository models  # the default; tasks whose model is missing get smoke models
 
@@ -14,9 +14,11 @@ sentences, known user ids. Reported per cell: requests/s, p50/p99 latency at the
 size (rows / session runs, from /metrics deltas), the pre/post-processing share (processing time /
 in-server request time, both from /metrics deltas), server and client CPU per request, errors.
 
-Then the Open Inference Protocol on image models: gRPC ``ModelInfer`` with ``raw_input_contents`` vs
-REST ``/v2/models/{m}/infer`` with binary tensors (both ask for binary/raw outputs), same model,
-same concurrency, measured REST, gRPC, gRPC, REST (so drift on a busy machine cancels).
+Then the Open Inference Protocol on image models: gRPC ``ModelInfer`` with ``raw_input_contents``,
+the same requests on ``ModelStreamInfer`` streams (Triton's streaming extension: each client keeps one
+stream open and sends its next request when the previous answer is in), and REST
+``/v2/models/{m}/infer`` with binary tensors (all ask for binary/raw outputs), same model, same
+concurrency, measured REST, gRPC, gRPC stream, gRPC stream, gRPC, REST (so drift on a busy machine cancels).
 
 The machine's load average is recorded with the results; on a shared machine compare the ratios
 inside one run, not absolute numbers across runs. Writes bench/results/tasks.{md,json}.
@@ -240,7 +242,8 @@ def check_task(server: Server, task: str, rest: dict, method: str, grpc_body: by
 
 
 def oip_payloads(server: Server, model: str, samples: int) -> tuple[tuple[str, dict, bytes], bytes]:
-    """(REST binary-tensor request, serialized gRPC ModelInferRequest with raw_input_contents) for `samples` rows."""
+    """(REST binary-tensor request, serialized gRPC ModelInferRequest with raw_input_contents) for `samples` rows;
+    the gRPC request serves ModelInfer and ModelStreamInfer alike."""
     from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 
     meta = httpx.get(f"{server.url}/v2/models/{model}").json()
@@ -258,6 +261,29 @@ def oip_payloads(server: Server, model: str, samples: int) -> tuple[tuple[str, d
         model_name=model, inputs=[pb.ModelInferRequest.InferInputTensor(name=spec["name"], datatype=spec["datatype"], shape=shape)],
         outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name=out)], raw_input_contents=[raw])  # fmt: skip
     return rest, request.SerializeToString()
+
+
+OIP_METHODS = {"grpc": "/inference.GRPCInferenceService/ModelInfer",
+               "grpc-stream": "/inference.GRPCInferenceService/ModelStreamInfer"}  # fmt: skip
+
+
+def check_oip(server: Server, rest: tuple[str, dict, bytes], grpc_body: bytes) -> None:
+    """One parsed answer per OIP kind before the load (the load generator does not parse answers)."""
+    import grpc
+
+    from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
+
+    path, headers, body = rest
+    r = httpx.post(server.url + path, content=body, headers=headers, timeout=120)
+    if r.status_code != 200:
+        raise RuntimeError(f"REST {path}: {r.status_code} {r.text[:300]}")
+    options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+    with grpc.insecure_channel(server.grpc_target, options=options) as ch:
+        pb.ModelInferResponse.FromString(ch.unary_unary(OIP_METHODS["grpc"])(grpc_body, timeout=120))
+        (answer,) = ch.stream_stream(OIP_METHODS["grpc-stream"])(iter([grpc_body]), timeout=120)
+    answer = pb.ModelStreamInferResponse.FromString(answer)
+    if answer.error_message or not answer.infer_response.outputs:
+        raise RuntimeError(f"gRPC ModelStreamInfer: {answer.error_message or 'no outputs'}")
 
 
 # ---------------------------------------------------------------------- cells
@@ -286,8 +312,9 @@ def cell(server: Server, tmp: Path, *, kind: str, model: str, version: str, conc
     mv = {"model": model, "version": version}
     rows = delta("dendrite_inference_count_total", **mv)
     runs = delta("dendrite_execution_count_total", **mv)
-    req_sum = delta("dendrite_request_duration_seconds_sum", **mv, protocol=kind)
-    req_n = delta("dendrite_request_duration_seconds_count", **mv, protocol=kind)
+    protocol = "rest" if kind == "rest" else "grpc"  # the data plane's label: a stream's requests count as grpc
+    req_sum = delta("dendrite_request_duration_seconds_sum", **mv, protocol=protocol)
+    req_n = delta("dendrite_request_duration_seconds_count", **mv, protocol=protocol)
     proc_sum = delta("dendrite_processing_duration_seconds_sum", **mv)
     proc_n = delta("dendrite_processing_duration_seconds_count", **mv)
     cpu = delta("process_cpu_seconds_total")
@@ -306,7 +333,7 @@ def show(label: str, r: dict) -> None:
 
     share = f"{r['processing_share']:.0%}" if r["processing_share"] is not None else "-"
     batch = f"{r['mean_batch']:.1f}" if r["mean_batch"] is not None else "-"
-    print(f"   {label:28s} {r['protocol']:4s} c={r['concurrency']:<3d} {r['rps']:7.1f} req/s  p50 {ms(r['p50'])} ms  "
+    print(f"   {label:28s} {r['protocol']:11s} c={r['concurrency']:<3d} {r['rps']:7.1f} req/s  p50 {ms(r['p50'])} ms  "
           f"p99 {ms(r['p99'])} ms  batch {batch:>5s}  pre/post {share:>4s}  server CPU {r['server_cpu_ms']:.2f} ms/req  "
           f"errors {r['error_count']}  load {r['loadavg']:.1f}", flush=True)  # fmt: skip
 
@@ -343,30 +370,38 @@ def table(task_rows: list[dict], oip_rows: list[dict], meta: dict) -> str:
                      f"{r['server_cpu_ms']:.2f} | {r['error_count']} |")  # fmt: skip
     if oip_rows:
         lines += [
-            "", "## Open Inference Protocol: gRPC raw tensors vs REST binary tensors", "",
-            "Same model, same concurrency and request, measured REST, gRPC, gRPC, REST; req/s is the mean of the two "
-            "runs of each (each run listed). Both ask for binary/raw outputs. Bar: gRPC raw >= REST binary. "
-            "'by server CPU' is REST's server CPU per request over gRPC's: the throughput ratio to expect where the "
-            "server is CPU-bound on cores of its own (on a shared machine the measured req/s also move with the "
-            "neighbours and with how many runnable threads each transport gives the server).", "",
-            "| model | samples/request (message) | clients | REST binary req/s | gRPC raw req/s | gRPC / REST | "
-            "gRPC / REST by server CPU | "
-            "REST p50/p99 ms | gRPC p50/p99 ms | server CPU ms/req REST / gRPC | client CPU ms/req REST / gRPC | "
-            "mean batch REST / gRPC | errors |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "", "## Open Inference Protocol: gRPC raw tensors (unary and stream) vs REST binary tensors", "",
+            "Same model, same concurrency and request, measured REST, gRPC, gRPC stream, gRPC stream, gRPC, REST; "
+            "req/s is the mean of the two runs of each (each run listed). All ask for binary/raw outputs. gRPC is one "
+            "unary ModelInfer call per request; gRPC stream is ModelStreamInfer (Triton's streaming extension), one "
+            "stream per client kept open, the next request sent when the previous answer is in (closed loop, like "
+            "the others). Bar: gRPC raw >= REST binary. 'by server CPU' is REST's server CPU per request over "
+            "gRPC's (unary or stream): the throughput ratio to expect where the server is CPU-bound on cores of its "
+            "own (on a shared machine the measured req/s also move with the neighbours and with how many runnable "
+            "threads each transport gives the server).", "",
+            "| model | samples/request (message) | clients | REST binary req/s | gRPC raw req/s | gRPC stream req/s | "
+            "gRPC / REST | stream / REST | gRPC / REST by server CPU | stream / REST by server CPU | "
+            "p50/p99 ms REST; gRPC; stream | server CPU ms/req REST / gRPC / stream | "
+            "client CPU ms/req REST / gRPC / stream | mean batch REST / gRPC / stream | errors |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]  # fmt: skip
+        def each(runs):
+            return " / ".join(format(r["rps"], ".0f") for r in runs)
+
+        def mean(kinds, key, fmt):  # "REST / gRPC / stream", each the mean over that kind's runs
+            return " / ".join(format(np.mean([r[key] or 0 for r in runs]), fmt) for runs in kinds)
+
         for o in oip_rows:
-            rest, grpc_ = o["rest"], o["grpc"]
-            each_rest = " / ".join(format(r["rps"], ".0f") for r in rest)
-            each_grpc = " / ".join(format(r["rps"], ".0f") for r in grpc_)
+            kinds = [o["rest"], o["grpc"], o["stream"]]
             lines.append(
-                f"| {o['model']} | {o['samples']} ({o['input']}) | {o['concurrency']} | {o['rest_rps']:.1f} ({each_rest}) | "
-                f"{o['grpc_rps']:.1f} ({each_grpc}) | **{o['ratio']:.2f}** | {o['cpu_ratio']:.2f} | "
-                f"{_ms(rest[0]['p50'])} / {_ms(rest[0]['p99'])} | {_ms(grpc_[0]['p50'])} / {_ms(grpc_[0]['p99'])} | "
-                f"{np.mean([r['server_cpu_ms'] for r in rest]):.2f} / {np.mean([r['server_cpu_ms'] for r in grpc_]):.2f} | "
-                f"{np.mean([r['client_cpu_ms'] for r in rest]):.2f} / {np.mean([r['client_cpu_ms'] for r in grpc_]):.2f} | "
-                f"{np.mean([r['mean_batch'] or 0 for r in rest]):.1f} / {np.mean([r['mean_batch'] or 0 for r in grpc_]):.1f} | "
-                f"{sum(r['error_count'] for r in rest + grpc_)} |")  # fmt: skip
+                f"| {o['model']} | {o['samples']} ({o['input']}) | {o['concurrency']} | "
+                f"{o['rest_rps']:.1f} ({each(o['rest'])}) | {o['grpc_rps']:.1f} ({each(o['grpc'])}) | "
+                f"{o['stream_rps']:.1f} ({each(o['stream'])}) | **{o['ratio']:.2f}** | **{o['stream_ratio']:.2f}** | "
+                f"{o['cpu_ratio']:.2f} | {o['stream_cpu_ratio']:.2f} | "
+                + "; ".join(f"{_ms(runs[0]['p50'])} / {_ms(runs[0]['p99'])}" for runs in kinds) + " | "
+                f"{mean(kinds, 'server_cpu_ms', '.2f')} | {mean(kinds, 'client_cpu_ms', '.2f')} | "
+                f"{mean(kinds, 'mean_batch', '.1f')} | "
+                f"{sum(r['error_count'] for runs in kinds for r in runs)} |")  # fmt: skip
     lines += ["", f"Reproduce: `{meta['command']}`."]
     return "\n".join(lines) + "\n"
 
@@ -383,9 +418,10 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=GRPC_CHANNELS, help="gRPC channels (connections) per load generator")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
     parser.add_argument("--oip", default=OIP_CASES,
-                        help="OIP gRPC-raw vs REST-binary cases, 'model:samples per request:clients[,clients]' "
+                        help="OIP gRPC-raw (unary, stream) vs REST-binary cases, "
+                             "'model:samples per request:clients[,clients]' "
                              "separated by ';' ('' to skip)")
-    parser.add_argument("--oip-seconds", type=float, default=5.0, help="measured seconds per OIP run (4 runs per row)")
+    parser.add_argument("--oip-seconds", type=float, default=5.0, help="measured seconds per OIP run (6 runs per row)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.warmup, args.oip_seconds = 2.0, 0.5, 1.5
@@ -423,26 +459,30 @@ def main() -> None:
             oip_args = argparse.Namespace(**{**vars(args), "seconds": args.oip_seconds})
             for model, samples, concurrency in oip_cases:
                 rest_req, grpc_req = oip_payloads(server, model, samples)
+                check_oip(server, rest_req, grpc_req)
                 n_bytes = len(grpc_req)
                 print(f"\n== OIP {model}: {samples} sample(s) per request, {n_bytes / 1024:.0f} KiB", flush=True)
                 for c in concurrency:
-                    runs = {"rest": [], "grpc": []}
-                    for kind in ("rest", "grpc", "grpc", "rest"):
+                    runs = {"rest": [], "grpc": [], "grpc-stream": []}
+                    for kind in ("rest", "grpc", "grpc-stream", "grpc-stream", "grpc", "rest"):
                         payloads = [rest_req] if kind == "rest" else [grpc_req]
                         r = cell(server, tmp, kind=kind, model=model, version=oip_info[model]["version"], concurrency=c,
-                                 payloads=payloads, method="/inference.GRPCInferenceService/ModelInfer",
-                                 args=oip_args)  # fmt: skip
+                                 payloads=payloads, method=OIP_METHODS.get(kind), args=oip_args)  # fmt: skip
                         show(f"OIP {model}", r)
                         runs[kind].append(r)
-                    rest_rps = float(np.mean([r["rps"] for r in runs["rest"]]))
-                    cpu_ratio = (float(np.mean([r["server_cpu_ms"] for r in runs["rest"]]))
-                                 / float(np.mean([r["server_cpu_ms"] for r in runs["grpc"]])))  # fmt: skip
-                    grpc_rps = float(np.mean([r["rps"] for r in runs["grpc"]]))
+                    rps = {k: float(np.mean([r["rps"] for r in v])) for k, v in runs.items()}
+                    cpu = {k: float(np.mean([r["server_cpu_ms"] for r in v])) for k, v in runs.items()}
+                    rest_rps = rps["rest"]
                     oip_rows.append({"model": model, "samples": samples, "input": f"{n_bytes / 1024:.0f} KiB", "concurrency": c,
-                                     "rest": runs["rest"], "grpc": runs["grpc"], "rest_rps": rest_rps,
-                                     "grpc_rps": grpc_rps, "cpu_ratio": cpu_ratio, "ratio": grpc_rps / rest_rps if rest_rps else float("nan")})  # fmt: skip
-                    print(f"   -> gRPC raw / REST binary at c={c}: {oip_rows[-1]['ratio']:.2f} by req/s, "
-                          f"{cpu_ratio:.2f} by server CPU per request", flush=True)  # fmt: skip
+                                     "rest": runs["rest"], "grpc": runs["grpc"], "stream": runs["grpc-stream"],
+                                     "rest_rps": rest_rps, "grpc_rps": rps["grpc"], "stream_rps": rps["grpc-stream"],
+                                     "cpu_ratio": cpu["rest"] / cpu["grpc"], "stream_cpu_ratio": cpu["rest"] / cpu["grpc-stream"],
+                                     "ratio": rps["grpc"] / rest_rps if rest_rps else float("nan"),
+                                     "stream_ratio": rps["grpc-stream"] / rest_rps if rest_rps else float("nan")})  # fmt: skip
+                    o = oip_rows[-1]
+                    print(f"   -> / REST binary at c={c}: gRPC raw {o['ratio']:.2f}, gRPC stream "
+                          f"{o['stream_ratio']:.2f} by req/s; {o['cpu_ratio']:.2f}, {o['stream_cpu_ratio']:.2f} "
+                          "by server CPU per request", flush=True)  # fmt: skip
         finally:
             server.stop()
     meta = {"when": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "load_start": load_start,
