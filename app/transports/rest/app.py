@@ -38,6 +38,7 @@ def create_app(service: "Service") -> FastAPI:
     app.state.dataplane = service.dataplane
     errors.install(app)
     app.include_router(oip.router)
+    app.include_router(oip.repository_router)
     app.include_router(predict.router)
     openapi.install(app)
     ui.install(app, service.metrics)  # playground at /, GET /status, offline /docs and /redoc

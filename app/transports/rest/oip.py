@@ -155,19 +155,22 @@ class InferFastPath:
         await self.app(scope, receive, send)
 
 
-@router.get("/repository/index", response_model=list[schemas.RepositoryModel], tags=["Model repository"])
-@router.post("/repository/index", response_model=list[schemas.RepositoryModel], tags=["Model repository"],
-             include_in_schema=False)  # fmt: skip
+# Triton's repository extension; its own router so Swagger lists these once, under their own tag.
+repository_router = APIRouter(prefix="/v2/repository", tags=["Model repository"])
+
+
+@repository_router.get("/index", response_model=list[schemas.RepositoryModel])
+@repository_router.post("/index", response_model=list[schemas.RepositoryModel], include_in_schema=False)
 async def repository_index(request: Request):
     return plane(request).repository_index()
 
 
-@router.post("/repository/models/{model}/load", tags=["Model repository"], responses=ERRORS)
+@repository_router.post("/models/{model}/load", responses=ERRORS)
 async def load_model(request: Request, model: str):
     return await plane(request).load_model(model)
 
 
-@router.post("/repository/models/{model}/unload", tags=["Model repository"], responses=ERRORS)
+@repository_router.post("/models/{model}/unload", responses=ERRORS)
 async def unload_model(request: Request, model: str):
     await plane(request).unload_model(model)
     return {"name": model, "unloaded": True}

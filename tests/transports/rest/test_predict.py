@@ -141,6 +141,10 @@ def test_openapi_documents_typed_task_routes(client):
         op = spec["paths"][f"/predict/{task}"]["post"]
         assert "200" in op["responses"] and "requestBody" in op
     assert "multipart/form-data" in spec["paths"]["/predict/image"]["post"]["requestBody"]["content"]
+    # every operation under exactly one tag, so the docs page lists it once
+    tags = {f"{method.upper()} {path}": op.get("tags", []) for path, ops in spec["paths"].items() for method, op in ops.items()}
+    assert {op: t for op, t in tags.items() if len(t) != 1} == {}
+    assert tags["POST /v2/repository/models/{model}/load"] == ["Model repository"]
 
 
 def test_processing_time_is_measured_per_task_request(client):
