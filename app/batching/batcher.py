@@ -120,6 +120,13 @@ class DynamicBatcher:
     def start(self) -> None:
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._schedule(), name=f"batcher-{self.name}")
+            self._loop_task.add_done_callback(self._scheduler_ended)
+
+    def _scheduler_ended(self, task: asyncio.Task) -> None:
+        # Without its scheduler a model's requests would wait forever: say so loudly, never silently.
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s: batch scheduler died; requests to this model will not be served", self.name,
+                         exc_info=task.exception())
 
     @property
     def queued(self) -> int:
@@ -238,8 +245,10 @@ class DynamicBatcher:
                 self._arrival.clear()
                 await self._arrival.wait()
             instance = await self._free.get()
-            batch: list[_Request] = []
             while True:
+                # Collected afresh on every pass: while a partial batch waits, its requests may be withdrawn
+                # (deadline, cancelled caller), and a stale list would dispatch them from a deleted queue.
+                batch: list[_Request] = []
                 now = time.monotonic()
                 self._expire(now)
                 key = self._oldest_key()

@@ -155,6 +155,33 @@ async def test_cancelled_caller_has_its_queued_work_removed(tmp_path):
     await batcher.close()
 
 
+@pytest.mark.parametrize("ending", ["deadline", "cancelled"])
+async def test_withdrawing_a_waiting_partial_batch_leaves_the_batcher_serving(tmp_path, ending):
+    """A lone request waits for the delay (a partial batch) and is withdrawn meanwhile: the scheduler, holding
+    the instance for it, must find nothing to run and go on (a stale batch once killed the scheduler task, and
+    every later request of the model hung)."""
+    pool = pool_for(tmp_path, affine_model())
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=4, max_queue_delay_s=0.3, observer=obs)
+    batcher.start()
+    x = np.ones((1, 4), np.float32)
+    if ending == "deadline":
+        with pytest.raises(DeadlineExceeded):
+            await batcher.submit({"x": x}, 1, deadline=time.monotonic() + 0.05)
+    else:
+        gone = asyncio.ensure_future(batcher.submit({"x": x}, 1))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.4)  # past the delay: the scheduler wakes with nothing left to run
+    results = await asyncio.wait_for(asyncio.gather(*(batcher.submit({"x": x * i}, 1) for i in range(4))), 5)
+    assert [float(r.outputs["y"][0, 0]) for r in results] == [float(i * 2 + 1) for i in range(4)]
+    assert obs.batches == [4]
+    assert obs.reasons == [ending]
+    assert obs.pending == 0
+    await batcher.close()
+
+
 async def test_batching_off_runs_each_request_alone(tmp_path):
     pool = pool_for(tmp_path, affine_model())
     obs = Observer()

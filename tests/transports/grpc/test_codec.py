@@ -26,6 +26,7 @@ CANONICAL = {
                            "raw_output_contents": 6},
     "ModelInferResponse.InferOutputTensor": {"name": 1, "datatype": 2, "shape": 3, "parameters": 4, "contents": 5},
     "InferParameter": {"bool_param": 1, "int64_param": 2, "string_param": 3, "double_param": 4, "uint64_param": 5},
+    "ModelStreamInferResponse": {"error_message": 1, "infer_response": 2},  # Triton's streaming extension
     "InferTensorContents": {"bool_contents": 1, "int_contents": 2, "int64_contents": 3, "uint_contents": 4,
                             "uint64_contents": 5, "fp32_contents": 6, "fp64_contents": 7, "bytes_contents": 8},
 }  # fmt: skip
@@ -39,7 +40,10 @@ def test_field_numbers_are_the_canonical_ones():
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert service.full_name == "inference.GRPCInferenceService"
     assert [m.name for m in service.methods] == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata",
-                                                 "ModelMetadata", "ModelInfer"]  # fmt: skip
+                                                 "ModelMetadata", "ModelInfer", "ModelStreamInfer"]  # fmt: skip
+    stream = service.methods_by_name["ModelStreamInfer"]
+    assert (stream.client_streaming, stream.server_streaming) == (True, True)
+    assert (stream.input_type.name, stream.output_type.name) == ("ModelInferRequest", "ModelStreamInferResponse")
 
 
 def test_parameters_roundtrip_every_kind():
