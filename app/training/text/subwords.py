@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -13,14 +14,29 @@ SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]  # ids 0..3 in this order
 
 def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     """Unigram LM pieces over Metaspace words (so decoding restores spaces exactly); every encoded
-    sequence ends with ``</s>`` (the source side needs it; the target side is built explicitly)."""
-    tokenizer = Tokenizer(models.Unigram())
-    tokenizer.normalizer = normalizers.NFKC()
+    sequence ends with ``</s>`` (the source side needs it; the target side is built explicitly).
+
+    The pieces and their scores are learnt by sentencepiece's Unigram trainer, which gives the same
+    vocabulary every run, and loaded into a ``tokenizers`` Unigram model, which is what serving reads.
+    (``tokenizers``' own UnigramTrainer returned a different vocabulary in every process: hash-map order.)"""
+    import sentencepiece as spm  # training only (the train extra); serving reads tokenizer.json
+
+    normalizer = normalizers.NFKC()
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([normalizer.normalize_str(t) for t in texts]), model_writer=model,
+        model_type="unigram", vocab_size=vocab_size, hard_vocab_limit=False, character_coverage=1.0,
+        normalization_rule_name="identity", add_dummy_prefix=True, split_by_whitespace=True,
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece=PAD, bos_piece=BOS, eos_piece=EOS, unk_piece=UNK,
+        num_threads=1, max_sentence_length=1 << 16, minloglevel=2,
+    )  # fmt: skip
+    pieces = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = [(pieces.id_to_piece(i), pieces.get_score(i)) for i in range(pieces.get_piece_size())]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=SPECIAL_TOKENS.index(UNK)))
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK,
-                                      show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer)
     tokenizer.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", special_tokens=[(EOS, 2)])
     for index, token in enumerate(SPECIAL_TOKENS):
         if tokenizer.token_to_id(token) != index:
