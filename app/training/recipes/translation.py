@@ -48,7 +48,7 @@ class TranslationProfile:
     phrase_pairs_per_epoch: float = 0.25  # share of word/phrase pairs per epoch, relative to sentence pairs
     max_phrase_words: int = 3
     tokens_per_batch: int = 3000  # padded source + target tokens per batch
-    # Measured: 3.4 steps/s on 2 idle cores (8,000 steps in ~39 minutes), 1.7-2.4 on slower or shared ones, so
+    # Measured: 3.5 steps/s on 2 idle cores (8,000 steps in 38 minutes), 1.7-2.4 on slower or shared ones, so
     # the step count (deterministic) binds on an idle machine and the time cap only on a slow or busy one.
     # Validation chrF was still rising at 5,000 (greedy 13.3 / 19.4 / 22.6 / 25.1 at 1k / 2k / 3k / 5k steps)
     steps: int = 8000
