@@ -95,11 +95,12 @@ class ModelRepository:
                 log.error("model %s: %s", name, exc.message)
                 return entry
             config_changed = entry.config is not None and entry.config != config
-            entry.config, entry.error = config, ""
+            previous_error, entry.config, entry.error = entry.error, config, ""
             wanted = config.version_policy.select(self._versions_on_disk(folder))
             if not wanted:
                 entry.error = f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}"
-                log.warning("model %s: %s", name, entry.error)
+                if entry.error != previous_error:  # poll mode re-checks every few seconds: say it once
+                    log.warning("model %s: %s", name, entry.error)
             # A changed config reloads every version (new batching or instances); otherwise only new ones.
             to_load = [v for v in wanted if config_changed or v not in entry.versions
                        or entry.versions[v].state is State.UNAVAILABLE]  # fmt: skip

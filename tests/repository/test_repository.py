@@ -114,3 +114,17 @@ async def test_unload_and_lookup_errors(tmp_path):
     with pytest.raises(InvalidInput, match="invalid model name"):
         await repo.load("../etc")
     await repo.close()
+
+
+async def test_missing_versions_are_logged_once_per_change(tmp_path, caplog):
+    """Poll mode reloads every few seconds while a model is still being trained: the warning is
+    said when the state appears, not on every poll."""
+    write_model(tmp_path, "pending", None, {"max_batch_size": 4}, versions=())
+    repo = repo_for(tmp_path)
+    with caplog.at_level("WARNING", logger="app.repository.repository"):
+        for _ in range(3):
+            await repo.load("pending")
+    said = [r for r in caplog.records if "no version folders" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "no version folders" in repo.models["pending"].error  # the state itself stays visible
+    await repo.close()
