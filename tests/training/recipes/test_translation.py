@@ -1,6 +1,7 @@
 """The translation recipe: the user TSV format and split on a file the test writes, the dictionary
 baseline, and the recipe end to end (smoke profile) in the shared smoke repository."""
 
+import dataclasses
 import json
 import random
 
@@ -8,9 +9,11 @@ import numpy as np
 
 from app.repository.config import load_config
 from app.tasks.translation import TranslationCodec
-from app.training.recipes.translation import PROFILES, TranslationData, dictionary_baseline, load_data, onnx_runner
+from app.training.recipes.translation import (PROFILES, TranslationData, build_model, build_tokenizer, dictionary_baseline,
+                                              load_data, onnx_runner, train)
 from app.training.text.corpora import Pair
 from app.training.text.splits import Split
+from app.training.text.subwords import PAD
 
 NOUNS = [("Hund", "dog"), ("Haus", "house"), ("Garten", "garden"), ("Auto", "car"), ("Baum", "tree")]
 ADJECTIVES = [("klein", "small"), ("groß", "big"), ("alt", "old"), ("neu", "new")]
@@ -61,3 +64,21 @@ def test_smoke_run_publishes_two_graphs_that_decode_like_torch(smoke_repository)
         assert len(out) == 3 and all(len(t.token_ids) <= 6 for t in out)
     memory = run("encoder", {"src_ids": codec.encode_sources(texts)[0]})[0]
     assert memory.dtype == np.float32 and memory.shape[0] == 3
+
+
+def test_training_records_when_the_clock_takes_over_the_rate_schedule(tmp_path):
+    """Reproducible only while the step count drives the schedule: a run the time cap overtakes says
+    from which step, and a run that keeps pace says none."""
+    write_pairs(tmp_path / "pairs.tsv")
+    profile = PROFILES["smoke"]
+    data = load_data(profile, tmp_path / "pairs.tsv")
+    tokenizer = build_tokenizer(data, profile)
+    pad_id = tokenizer.token_to_id(PAD)
+
+    paced = train(build_model(profile, tokenizer.get_vocab_size(), pad_id), tokenizer, data, profile)
+    assert paced.steps == profile.steps and paced.clock_led_from_step is None and not paced.stopped_by_time_cap
+
+    slow = dataclasses.replace(profile, steps=1000, time_cap_s=0.2)
+    overtaken = train(build_model(slow, tokenizer.get_vocab_size(), pad_id), tokenizer, data, slow)
+    assert overtaken.clock_led_from_step is not None and overtaken.clock_led_from_step <= overtaken.steps < 1000
+    assert overtaken.stopped_by_time_cap
