@@ -7,6 +7,8 @@ EXTRAS ?= cpu,dev,train
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PROTO_STUBS := app/transports/grpc/generated
+TRITON_VENV := .venv-tritonclient
+TRITON_STAMP := $(TRITON_VENV)/.installed
 
 .PHONY: help install serve test protos check-protos bench data models system-deps docs clean
 
@@ -35,8 +37,16 @@ system-deps: ## install the Debian packages the project needs (apt; sudo when no
 serve: install system-deps data ## install, obtain data, train missing models (in the background), serve REST :8000 and gRPC :8001
 	$(BIN)/python -m app serve --train-missing
 
-test: install system-deps data ## run the test suite (data: the smoke-profile training tests read real data subsets)
-	DENDRITE_REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -q
+test: install system-deps data $(TRITON_STAMP) ## run the test suite (data: the smoke-profile training tests read real data subsets)
+	DENDRITE_REQUIRE_DEPLOY_TOOLS=1 DENDRITE_TRITONCLIENT_PYTHON=$(abspath $(TRITON_VENV))/bin/python \
+		$(BIN)/python -m pytest -q
+
+# NVIDIA's own client library talks to the gRPC server in a test; it needs protobuf < 7, which the
+# project's venv (grpcio-tools) cannot have, so it gets a venv of its own.
+$(TRITON_STAMP):
+	test -x $(TRITON_VENV)/bin/python || $(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q "tritonclient[grpc]>=2.40,<3" "protobuf<7"
+	touch $@
 
 docs: install ## regenerate docs/configuration.md from app/config.py
 	{ sed -n '1,/^| environment variable/p' docs/configuration.md | head -n -1; $(BIN)/python -m app settings; } > docs/configuration.md.new
@@ -61,7 +71,7 @@ models: data ## train every default model that has no version yet, fastest first
 	$(BIN)/python -m app.training all
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench/results
+	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache bench/results
 
 # --- deploy checks (issue 5: Dockerfile, compose, Prometheus, Grafana, Kubernetes/KServe) -------
 DEPLOY_APT := docker-compose prometheus

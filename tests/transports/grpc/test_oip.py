@@ -556,7 +556,7 @@ def test_health_turns_not_serving_when_the_server_shuts_down(tmp_path):
 
 
 @pytest.mark.skipif(not TRITONCLIENT_PYTHON, reason="set DENDRITE_TRITONCLIENT_PYTHON to a Python that has "
-                    "tritonclient[grpc] (its own venv: it needs protobuf < 7)")  # fmt: skip
+                    "tritonclient[grpc] (its own venv: it needs protobuf < 7); make test makes one")  # fmt: skip
 def test_tritonclient_is_wire_compatible(server):
     probe = Path(__file__).with_name("tritonclient_probe.py")
     done = subprocess.run([TRITONCLIENT_PYTHON, str(probe), server.grpc_target], capture_output=True, text=True,
