@@ -239,7 +239,8 @@ def train(model: Seq2SeqTransformer, tokenizer, data: TranslationData, profile: 
         # progress = the larger of steps done and time used: with a free machine the step count binds
         # (deterministic); on a slow or shared one the time cap does, and the rate still decays to its floor
         step_share, time_share = stats.steps / profile.steps, (time.perf_counter() - started) / profile.time_cap_s
-        if time_share > step_share and stats.clock_led_from_step is None:
+        # (during warm-up the rate ignores progress, so only a lead after it changes anything)
+        if time_share > step_share and stats.steps >= profile.warmup_steps and stats.clock_led_from_step is None:
             stats.clock_led_from_step = stats.steps
             log.warning("%s: slower than %.2f steps/s at step %d: the time cap sets the rate schedule from here, "
                         "so this run's weights depend on the machine's speed (recorded in the card)", MODEL_NAME,

@@ -78,7 +78,7 @@ def test_training_records_when_the_clock_takes_over_the_rate_schedule(tmp_path):
     paced = train(build_model(profile, tokenizer.get_vocab_size(), pad_id), tokenizer, data, profile)
     assert paced.steps == profile.steps and paced.clock_led_from_step is None and not paced.stopped_by_time_cap
 
-    slow = dataclasses.replace(profile, steps=1000, time_cap_s=0.2)
+    slow = dataclasses.replace(profile, steps=1000, time_cap_s=0.2, warmup_steps=0)
     overtaken = train(build_model(slow, tokenizer.get_vocab_size(), pad_id), tokenizer, data, slow)
     assert overtaken.clock_led_from_step is not None and overtaken.clock_led_from_step <= overtaken.steps < 1000
     assert overtaken.stopped_by_time_cap
