@@ -41,6 +41,13 @@ class ModelEntry:
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    def set_error(self, message: str, level: int = logging.WARNING) -> None:
+        """Record (or clear, with "") the model-level problem; log it only when it changes, since poll
+        mode re-checks every few seconds (a fresh make serve once said the same line 786 times)."""
+        if message and message != self.error:
+            log.log(level, "model %s: %s", self.name, message)
+        self.error = message
+
     def ready_versions(self) -> list[ModelVersion]:
         return [v for _, v in sorted(self.versions.items()) if v.state is State.READY]
 
@@ -91,16 +98,12 @@ class ModelRepository:
             try:
                 config = load_config(cfg_path, name)
             except ConfigError as exc:
-                entry.error = exc.message
-                log.error("model %s: %s", name, exc.message)
+                entry.set_error(exc.message, logging.ERROR)
                 return entry
             config_changed = entry.config is not None and entry.config != config
-            previous_error, entry.config, entry.error = entry.error, config, ""
+            entry.config = config
             wanted = config.version_policy.select(self._versions_on_disk(folder))
-            if not wanted:
-                entry.error = f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}"
-                if entry.error != previous_error:  # poll mode re-checks every few seconds: say it once
-                    log.warning("model %s: %s", name, entry.error)
+            entry.set_error("" if wanted else f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}")
             # A changed config reloads every version (new batching or instances); otherwise only new ones.
             to_load = [v for v in wanted if config_changed or v not in entry.versions
                        or entry.versions[v].state is State.UNAVAILABLE]  # fmt: skip

@@ -116,15 +116,18 @@ async def test_unload_and_lookup_errors(tmp_path):
     await repo.close()
 
 
-async def test_missing_versions_are_logged_once_per_change(tmp_path, caplog):
-    """Poll mode reloads every few seconds while a model is still being trained: the warning is
-    said when the state appears, not on every poll."""
-    write_model(tmp_path, "pending", None, {"max_batch_size": 4}, versions=())
+@pytest.mark.parametrize("name, config, versions, problem", [
+    ("pending", {"max_batch_size": 4}, (), "no version folders"),  # still being trained
+    ("broken", {"max_batch_size": "lots"}, (1,), "max_batch_size"),  # a bad config.yaml
+])
+async def test_model_problems_are_logged_once_per_change(tmp_path, caplog, name, config, versions, problem):
+    """Poll mode reloads every few seconds: a problem is said when it appears, not on every poll."""
+    write_model(tmp_path, name, affine_model(), config, versions=versions)
     repo = repo_for(tmp_path)
     with caplog.at_level("WARNING", logger="app.repository.repository"):
         for _ in range(3):
-            await repo.load("pending")
-    said = [r for r in caplog.records if "no version folders" in r.getMessage()]
+            await repo.load(name)
+    said = [r for r in caplog.records if problem in r.getMessage()]
     assert len(said) == 1, said
-    assert "no version folders" in repo.models["pending"].error  # the state itself stays visible
+    assert problem in repo.models[name].error  # the state itself stays visible
     await repo.close()
