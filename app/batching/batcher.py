@@ -4,6 +4,10 @@
   ``max_batch_size`` rows. A full batch goes at once; a partial batch waits until its oldest
   request has waited ``max_queue_delay`` (0 = no waiting: whatever queued while the instances
   were busy goes together).
+- Delay policy ``adaptive`` (the default in config.yaml) waits only when waiting can pay: a
+  partial batch is complete as soon as every peer that recent traffic leads us to expect is
+  already queued or computing (see ``PeerEstimate``), so a lone request runs at once while
+  concurrent traffic still forms batches. ``fixed`` is Triton's rule: always wait the delay.
 - Requests are batched only with requests of the same shape signature (non-batch dims and
   dtypes of every input); the oldest request decides which signature goes next, so no shape
   starves.
@@ -31,6 +35,49 @@ from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloa
 log = logging.getLogger(__name__)
 
 ShapeKey = tuple[tuple[str, tuple[int, ...], str], ...]
+
+DELAY_POLICIES = ("adaptive", "fixed")
+
+
+class PeerEstimate:
+    """How many requests arrive together: the most that were inside the batcher at once
+    (queued or computing) over the last one to two windows.
+
+    Closed-loop clients (the usual serving load: each client sends its next request after the
+    previous answer) keep at most that many requests inside; once they are all queued or
+    computing, no one else is coming and waiting for more would only add latency. The peak
+    decays within two windows, so a past burst does not hold lone requests back for long.
+    """
+
+    def __init__(self, window_s: float = 1.0, clock=time.monotonic):
+        self._window = window_s
+        self._clock = clock
+        self._start = clock()
+        self._current = 0
+        self._previous = 0
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._start
+        if elapsed >= self._window:
+            # The finished window becomes the previous one; after a silent window there is none.
+            self._previous = self._current if elapsed < 2 * self._window else 0
+            self._current = 0
+            self._start = now - elapsed % self._window
+
+    def observe(self, inside: int) -> None:
+        now = self._clock()
+        self._roll(now)
+        self._current = max(self._current, inside)
+
+    def peak(self) -> int:
+        self._roll(self._clock())
+        return max(self._current, self._previous)
+
+
+def partial_batch_complete(waiting: int, computing: int, peak: int) -> bool:
+    """Adaptive policy: a partial batch need not wait when the requests waiting plus those
+    computing are as many as the recent peak (every expected peer is already here)."""
+    return waiting + computing >= peak
 
 
 class Runner(Protocol):
@@ -97,7 +144,11 @@ class DynamicBatcher:
         retry_after_s: int = 1,
         observer: BatchObserver | None = None,
         name: str = "",
+        delay_policy: str = "fixed",
+        peers: PeerEstimate | None = None,
     ):
+        if delay_policy not in DELAY_POLICIES:
+            raise ValueError(f"delay_policy must be one of {DELAY_POLICIES}, not {delay_policy!r}")
         self.runner = runner
         self.max_batch_size = max(1, max_batch_size)
         self.max_queue_delay_s = max_queue_delay_s
@@ -106,6 +157,9 @@ class DynamicBatcher:
         self.retry_after_s = retry_after_s
         self.observer = observer or NullObserver()
         self.name = name
+        self.delay_policy = delay_policy
+        self._peers = peers or PeerEstimate()
+        self._computing = 0  # requests dispatched and not yet answered
         self._queues: dict[ShapeKey, deque[_Request]] = {}
         self._queued = 0
         self._in_flight: set[asyncio.Task] = set()
@@ -157,6 +211,7 @@ class DynamicBatcher:
         req = _Request(inputs, rows, shape_key(inputs), now, deadline, asyncio.get_running_loop().create_future())
         self._queues.setdefault(req.key, deque()).append(req)
         self._queued += 1
+        self._peers.observe(self._queued + self._computing)
         self.observer.queued(1)
         self._arrival.set()
         try:
@@ -257,7 +312,7 @@ class DynamicBatcher:
                 batch, rows = self._collect(key)
                 full = not self.batching or rows >= self.max_batch_size
                 wait = batch[0].enqueued + self.max_queue_delay_s - now
-                if full or wait <= 0:
+                if full or wait <= 0 or self._nobody_else_coming():
                     break
                 self._arrival.clear()
                 try:
@@ -274,10 +329,15 @@ class DynamicBatcher:
             if not q:
                 del self._queues[batch[0].key]
             self._queued -= len(batch)
+            self._computing += len(batch)
             self.observer.queued(-len(batch))
             task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+
+    def _nobody_else_coming(self) -> bool:
+        return self.delay_policy == "adaptive" and partial_batch_complete(
+            self._queued, self._computing, self._peers.peak())
 
     async def _execute(self, instance: int, batch: list[_Request]) -> None:
         started = time.monotonic()
@@ -319,5 +379,6 @@ class DynamicBatcher:
                     r.future.set_result(BatchResult(mine, wait, compute_s, total))
                 offset += r.rows
         finally:
+            self._computing -= len(batch)
             self._free.put_nowait(instance)
             self._arrival.set()  # wake the scheduler in case it is waiting for an instance with work queued

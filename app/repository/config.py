@@ -53,10 +53,14 @@ class TensorSpec(_Strict):
 
 class DynamicBatching(_Strict):
     """Triton semantics: a full batch goes at once; a partial one waits until its oldest
-    request has waited ``max_queue_delay_microseconds``."""
+    request has waited ``max_queue_delay_microseconds`` (``fixed``), or less when no other
+    request is expected (``adaptive``: see app.batching.batcher.PeerEstimate)."""
 
     enabled: bool = True
     max_queue_delay_microseconds: int = Field(0, ge=0, le=10_000_000)
+    delay_policy: Literal["adaptive", "fixed"] = Field(
+        "adaptive", description="adaptive: wait the delay only while more requests are expected; fixed: always wait it."
+    )
     max_queue_size: int | None = Field(None, ge=1, description="Requests queued before rejecting (None: server default).")
     default_timeout_microseconds: int = Field(
         0, ge=0, description="Deadline for a request that brings none (0 = none); expired queued requests are dropped."

@@ -179,6 +179,7 @@ class ModelVersion:
                 g.pool,
                 max_batch_size=cfg.max_batch_size,
                 max_queue_delay_s=db.max_queue_delay_microseconds / 1e6,
+                delay_policy=db.delay_policy,
                 max_queue_size=db.max_queue_size or settings.default_max_queue_size,
                 batching=cfg.batching,
                 retry_after_s=settings.retry_after_seconds,

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from app.batching.batcher import DynamicBatcher
+from app.batching.batcher import DynamicBatcher, PeerEstimate, partial_batch_complete
 from app.errors import DeadlineExceeded, Overloaded
 from app.repository.config import InstanceGroup
 from app.runtime.session import RuntimeOptions, SessionPool
@@ -189,4 +189,99 @@ async def test_batching_off_runs_each_request_alone(tmp_path):
     batcher.start()
     await asyncio.gather(*(batcher.submit({"x": np.ones((2, 4), np.float32)}, 2) for _ in range(20)))
     assert obs.batches == [2] * 20
+    await batcher.close()
+
+
+# ---------------------------------------------------------------------- adaptive delay policy
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_peer_estimate_keeps_the_recent_peak_and_forgets_it_within_two_windows():
+    clock = FakeClock()
+    peers = PeerEstimate(window_s=1.0, clock=clock)
+    assert peers.peak() == 0
+    for inside in (1, 5, 3):
+        peers.observe(inside)
+    assert peers.peak() == 5
+    clock.now += 1.2  # next window: the previous window's peak still counts
+    peers.observe(2)
+    assert peers.peak() == 5
+    clock.now += 1.0  # the window holding 5 is now two windows old
+    assert peers.peak() == 2
+    clock.now += 2.5  # silence: nothing is expected any more
+    assert peers.peak() == 0
+    peers.observe(1)
+    assert peers.peak() == 1
+
+
+def test_partial_batch_is_complete_once_every_expected_peer_is_here():
+    assert partial_batch_complete(waiting=1, computing=0, peak=1)  # a lone client
+    assert not partial_batch_complete(waiting=1, computing=0, peak=2)  # a second client is on its way
+    assert partial_batch_complete(waiting=1, computing=1, peak=2)  # ...unless it is computing
+    assert not partial_batch_complete(waiting=20, computing=32, peak=64)
+    assert partial_batch_complete(waiting=32, computing=32, peak=64)
+
+
+def test_unknown_delay_policy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="delay_policy"):
+        DynamicBatcher(pool_for(tmp_path, affine_model()), max_batch_size=4, delay_policy="sometimes")
+
+
+async def test_adaptive_lone_request_does_not_wait_the_delay(tmp_path):
+    pool = pool_for(tmp_path, affine_model())
+    obs = Observer()
+    # A delay no test could sit through: a lone request must not wait for it.
+    batcher = DynamicBatcher(pool, max_batch_size=8, max_queue_delay_s=30.0, observer=obs, delay_policy="adaptive")
+    batcher.start()
+    x = np.ones((1, 4), np.float32)
+    for _ in range(5):
+        res = await asyncio.wait_for(batcher.submit({"x": x}, 1), timeout=5)
+        assert res.queue_seconds < 1.0
+    assert obs.batches == [1] * 5
+    await batcher.close()
+
+
+async def test_adaptive_still_batches_concurrent_clients(tmp_path):
+    pool = pool_for(tmp_path, affine_model())
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=64, max_queue_delay_s=30.0, observer=obs, delay_policy="adaptive")
+    batcher.start()
+    x = np.ones((1, 4), np.float32)
+
+    async def client(n):
+        for _ in range(n):
+            await batcher.submit({"x": x}, 1)
+
+    # Eight closed-loop clients: none waits 30 s (each batch completes once the peers are in),
+    # and their requests travel together rather than one by one.
+    await asyncio.wait_for(asyncio.gather(*(client(10) for _ in range(8))), timeout=10)
+    assert sum(obs.batches) == 80
+    assert len(obs.batches) < 40, obs.batches
+    await batcher.close()
+
+
+async def test_adaptive_waits_for_a_peer_that_recent_traffic_announces(tmp_path):
+    pool = pool_for(tmp_path, affine_model())
+    obs = Observer()
+    clock = FakeClock()
+    peers = PeerEstimate(window_s=1000.0, clock=clock)
+    batcher = DynamicBatcher(pool, max_batch_size=8, max_queue_delay_s=0.3, observer=obs, delay_policy="adaptive",
+                             peers=peers)  # fmt: skip
+    batcher.start()
+    x = np.ones((1, 4), np.float32)
+    await asyncio.gather(*(batcher.submit({"x": x}, 1) for _ in range(2)))  # two clients were seen together
+    assert obs.batches == [2]
+    first = asyncio.ensure_future(batcher.submit({"x": x}, 1))
+    await asyncio.sleep(0.1)
+    assert not first.done(), "with a second client expected, a partial batch waits for it"
+    second = await batcher.submit({"x": x}, 1)
+    assert (await first).batch_rows == 2 and second.batch_rows == 2
+    # The expected peer never comes: the request still goes after max_queue_delay, as with fixed.
+    alone = await batcher.submit({"x": x}, 1)
+    assert 0.3 <= alone.queue_seconds < 1.5
     await batcher.close()
