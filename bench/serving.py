@@ -1,13 +1,16 @@
-"""Serving benchmark: served throughput vs the in-process ONNX Runtime ceiling, batching on vs off.
+"""Serving benchmark: served throughput vs the in-process ONNX Runtime ceiling; adaptive vs fixed delay vs no batching.
 
     python -m bench.serving            # (make bench) full run, ~4 minutes on 2 cores
     python -m bench.serving --quick    # shorter cells
 
 For each model (a small Fashion-MNIST-sized CNN and a compute-bound EfficientNet-Lite0-sized
 network), it starts a real server (``python -m app serve``) with the model twice in the
-repository (dynamic batching on and off, otherwise identical), drives it with ``wrk`` over
-REST using binary tensors at concurrency 1, 16 and 64, and reads the mean batch size from the
-server's own metrics. The ceiling is the same model in-process with the same session settings
+repository three times, otherwise identical: dynamic batching with the adaptive delay policy,
+with Triton's fixed delay, and off. It drives each with ``wrk`` over REST using binary tensors
+at concurrency 1, 16 and 64, and reads the mean batch size from the server's own metrics. The
+ratio table holds the two bars of the adaptive policy: p50 at one client against batching off
+(a lone request should not wait) and req/s at 64 clients against the fixed delay (batches still
+form under load). The ceiling is the same model in-process with the same session settings
 (instances x intra-op threads, spinning off) at its best batch size, measured in the same run,
 so the ratios compare like with like on a shared, noisy machine.
 
@@ -38,6 +41,8 @@ from bench.common import Server
 
 RESULTS = Path(__file__).parent / "results"
 CONCURRENCY = (1, 16, 64)
+# mode -> (dynamic_batching.enabled, delay_policy)
+MODES = {"adaptive": (True, "adaptive"), "fixed": (True, "fixed"), "off": (False, "fixed")}
 
 
 # ---------------------------------------------------------------------- in-process ceiling
@@ -78,13 +83,14 @@ def ceiling(path: Path, shape: tuple[int, ...], instances: int, threads: int, ba
 
 # ---------------------------------------------------------------------- served
 def write_repo(root: Path, name: str, onnx_path: Path, max_batch: int, instances: int, threads: int, delay_us: int):
-    for suffix, enabled in (("batched", True), ("unbatched", False)):
-        folder = root / f"{name}-{suffix}"
+    for mode, (enabled, policy) in MODES.items():
+        folder = root / f"{name}-{mode}"
         (folder / "1").mkdir(parents=True)
         shutil.copy(onnx_path, folder / "1" / "model.onnx")
         config = {
             "max_batch_size": max_batch,
-            "dynamic_batching": {"enabled": enabled, "max_queue_delay_microseconds": delay_us, "max_queue_size": 4096},
+            "dynamic_batching": {"enabled": enabled, "max_queue_delay_microseconds": delay_us, "max_queue_size": 4096,
+                                 "delay_policy": policy},
             "instance_group": {"count": instances, "intra_op_threads": threads},
             "warmup": {"batch_sizes": sorted({1, 8, 16, 32, max_batch})},
         }
@@ -140,7 +146,7 @@ def bench_model(label, onnx_path, shape, args, tmp: Path) -> list[dict]:
     server = Server(repo)
     rows = []
     try:
-        for mode in ("batched", "unbatched"):
+        for mode in MODES:
             model = f"{label}-{mode}"
             url = f"{server.url}/v2/models/{model}/infer"
             wrk(url, body, header_len, 16, 2)  # warm the connection pool and code paths
@@ -149,7 +155,7 @@ def bench_model(label, onnx_path, shape, args, tmp: Path) -> list[dict]:
                 res = wrk(url, body, header_len, c, args.seconds)
                 inf1, ex1 = server.counters(model)
                 mean_batch = (inf1 - inf0) / max(1.0, ex1 - ex0)
-                rows.append({"model": label, "batching": mode == "batched", "concurrency": c, **res,
+                rows.append({"model": label, "mode": mode, "concurrency": c, **res,
                              "samples_per_s": res["rps"], "mean_batch": mean_batch})  # fmt: skip
                 print(f"   {mode:9s} c={c:<3d} {res['rps']:8.1f} req/s  p50 {res['p50'] * 1e3:7.2f} ms  "
                       f"p99 {res['p99'] * 1e3:7.2f} ms  batch {mean_batch:5.1f}  errors {res['errors']}",
@@ -178,16 +184,22 @@ def table(rows: list[dict], meta: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['model']} | {'on' if r['batching'] else 'off'} | {r['concurrency']} | {r['rps']:.1f} | "
+        lines.append(f"| {r['model']} | {r['mode']} | {r['concurrency']} | {r['rps']:.1f} | "
                      f"{r['p50'] * 1e3:.2f} | {r['p99'] * 1e3:.2f} | {r['mean_batch']:.1f} | {r['vs_ceiling']:.2f} | "
                      f"{r['errors']} |")  # fmt: skip
-    lines += ["", "| model | in-process ceiling samples/s (batch) | batch-1 samples/s | on/off throughput at 64 clients "
-              "| served/ceiling at 64, batching on |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += ["", "| model | in-process ceiling samples/s (batch) | batch-1 samples/s | adaptive/off throughput at 64 "
+              "| served/ceiling at 64, adaptive | p50 at 1 client, adaptive/off (bar <= 1.3) "
+              "| req/s at 64, adaptive/fixed (bar >= 0.95) |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+
+    def cell(label, mode, c):
+        return next(r for r in rows if r["model"] == label and r["mode"] == mode and r["concurrency"] == c)
+
     for label in dict.fromkeys(r["model"] for r in rows):
-        on = next(r for r in rows if r["model"] == label and r["batching"] and r["concurrency"] == 64)
-        off = next(r for r in rows if r["model"] == label and not r["batching"] and r["concurrency"] == 64)
+        on, off, fixed = cell(label, "adaptive", 64), cell(label, "off", 64), cell(label, "fixed", 64)
+        lone = cell(label, "adaptive", 1)["p50"] / cell(label, "off", 1)["p50"]
         lines.append(f"| {label} | {on['ceiling']:.0f} (b{on['ceiling_batch']}) | {on['ceiling_b1']:.0f} | "
-                     f"{on['rps'] / off['rps']:.2f}x | {on['vs_ceiling']:.2f} |")  # fmt: skip
+                     f"{on['rps'] / off['rps']:.2f}x | {on['vs_ceiling']:.2f} | {lone:.2f}x | "
+                     f"{on['rps'] / fixed['rps']:.2f}x |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -200,10 +212,10 @@ def plot(rows: list[dict], path: Path) -> None:
     labels = list(dict.fromkeys(r["model"] for r in rows))
     fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 4.5))
     for ax, label in zip(np.atleast_1d(axes), labels):
-        for batching, style in ((True, "o-"), (False, "s--")):
-            pts = [r for r in rows if r["model"] == label and r["batching"] == batching]
+        for mode, style in zip(MODES, ("o-", "^-.", "s--")):
+            pts = [r for r in rows if r["model"] == label and r["mode"] == mode]
             ax.plot([r["rps"] for r in pts], [r["p99"] * 1e3 for r in pts], style,
-                    label=f"batching {'on' if batching else 'off'} (p99)")  # fmt: skip
+                    label=f"batching {mode} (p99)")  # fmt: skip
             for r in pts:
                 ax.annotate(f"c={r['concurrency']}", (r["rps"], r["p99"] * 1e3), fontsize=8)
         ax.axvline(pts[0]["ceiling"], color="grey", ls=":", label="in-process ceiling")
@@ -221,7 +233,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1, help="sessions per model")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads per session")
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--delay-us", type=int, default=0, help="max_queue_delay_microseconds")
+    parser.add_argument("--delay-us", type=int, default=5000, help="max_queue_delay_microseconds")
     parser.add_argument("--cnn", type=Path, help="ONNX file for the small model (default: built here)")
     parser.add_argument("--big", type=Path, help="ONNX file for the compute-bound model (default: built here)")
     parser.add_argument("--only", choices=["small-cnn", "effnet-sized"], help="run one model only")
