@@ -123,9 +123,10 @@ def server(tmp_path_factory):
                 {"max_batch_size": HEAVY_ROWS, "dynamic_batching": {"max_queue_size": 2}})  # fmt: skip
     write_model(repo, "corrupt", b"\x00garbage", {"max_batch_size": 4})
     # A partial batch waits up to GATHER_DELAY_S for more rows, a full one (8 rows) goes at once: requests
-    # that reach the batcher together run as one batch, and one that comes alone waits in the queue.
+    # that reach the batcher together run as one batch, and one that comes alone waits in the queue (the
+    # fixed delay policy: the adaptive one would run a lone request at once).
     write_model(repo, "gather", affine_model(), {"max_batch_size": GATHER_ROWS, "dynamic_batching": {
-        "max_queue_delay_microseconds": int(GATHER_DELAY_S * 1e6)}})  # fmt: skip
+        "max_queue_delay_microseconds": int(GATHER_DELAY_S * 1e6), "delay_policy": "fixed"}})  # fmt: skip
     with live_server(repo, grpc=True, retry_after_seconds=3) as s:
         yield s
 
@@ -501,7 +502,7 @@ def test_stream_in_flight_bound(tmp_path):
     """DENDRITE_GRPC_STREAM_MAX_IN_FLIGHT=2: a stream of 6 requests reaches the batcher two at a time, so
     `gather` (up to 8 rows, a partial batch waits 0.2 s) runs 3 batches of 2 rows, not one of 6."""
     write_model(tmp_path, "gather", affine_model(), {"max_batch_size": 8,
-                "dynamic_batching": {"max_queue_delay_microseconds": 200_000}})  # fmt: skip
+                "dynamic_batching": {"max_queue_delay_microseconds": 200_000, "delay_policy": "fixed"}})  # fmt: skip
     mv = {"model": "gather", "version": "1"}
     with live_server(tmp_path, grpc=True, grpc_stream_max_in_flight=2) as s, \
             grpc.insecure_channel(s.grpc_target) as ch:  # fmt: skip
