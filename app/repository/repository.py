@@ -11,6 +11,7 @@ import asyncio
 import logging
 import re
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,6 @@ class ModelEntry:
     config: ModelConfig | None = None
     error: str = ""  # config-level problem (bad YAML, no versions)
     versions: dict[int, ModelVersion] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def set_error(self, message: str, level: int = logging.WARNING) -> None:
         """Record (or clear, with "") the model-level problem; log it only when it changes, since poll
@@ -59,6 +59,25 @@ class ModelRepository:
         self.metrics = metrics
         self.models: dict[str, ModelEntry] = {}
         self._poll_task: asyncio.Task | None = None
+        # Per model name, not per entry: unload drops the entry, and a load that waited on the
+        # entry's own lock went on loading into the dropped entry (its sessions never closed).
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _serialized(self, name: str):
+        """Load and unload of one model run one at a time; the lock is dropped when no one holds
+        or waits for it, so arbitrary names do not pile up locks."""
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users == 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
 
     # ------------------------------------------------------------------ discovery
     def _model_dir(self, name: str) -> Path:
@@ -88,8 +107,8 @@ class ModelRepository:
         """(Re)load a model: read its config, load the versions its policy selects that are not
         loaded yet, then retire the versions it no longer selects. Errors stay on the model."""
         folder = self._model_dir(name)
-        entry = self.models.setdefault(name, ModelEntry(name))
-        async with entry.lock:
+        async with self._serialized(name):
+            entry = self.models.setdefault(name, ModelEntry(name))
             cfg_path = next((folder / c for c in CONFIG_FILES if (folder / c).is_file()), None)
             if cfg_path is None:
                 if not entry.versions:
@@ -164,10 +183,12 @@ class ModelRepository:
         log.info("model %s version %d unloaded", mv.name, mv.version)
 
     async def unload(self, name: str) -> None:
-        entry = self.models.get(check_model_name(name))
-        if entry is None:
+        if check_model_name(name) not in self.models:
             raise NotFound(f"model {name!r} is not loaded")
-        async with entry.lock:
+        async with self._serialized(name):
+            entry = self.models.get(name)
+            if entry is None:  # unloaded while this call waited
+                raise NotFound(f"model {name!r} is not loaded")
             versions = list(entry.versions.values())
             for mv in versions:
                 if mv.state is State.READY:
