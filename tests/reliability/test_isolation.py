@@ -5,8 +5,10 @@ batch scheduler that dies. Real servers on 127.0.0.1, real ONNX Runtime sessions
 from __future__ import annotations
 
 import gc
+import logging
 import random
 import threading
+import time
 
 import httpx
 import onnxruntime as ort
@@ -54,3 +56,59 @@ def test_concurrent_load_and_unload_of_one_model_leak_nothing(tmp_path):
         assert open_sessions() - before == 1
         assert httpx.post(f"{s.url}/v2/repository/models/m/unload").status_code == 200
         assert open_sessions() - before == 0
+
+
+def wait_for(check, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
+        time.sleep(0.05)
+
+
+def said(caplog, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_a_refused_folder_is_that_models_problem_only(tmp_path, caplog):
+    """A symlinked model folder (refused: it resolves outside the repository) stopped the server
+    from starting, and in poll mode ended every scan before the models sorted after it."""
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    write_model(repo, "good", affine_model(), CONFIG)
+    write_model(elsewhere, "a-linked", affine_model(), CONFIG)
+    (repo / "a-linked").symlink_to(elsewhere / "a-linked", target_is_directory=True)
+    with caplog.at_level(logging.INFO), live_server(repo, model_control_mode="poll", repository_poll_seconds=0.05) as s:
+        write_model(repo, "z-new", affine_model(), CONFIG)  # sorted after the refused one
+        wait_for(lambda: httpx.get(f"{s.url}/v2/models/z-new/ready").status_code == 200, what="z-new loaded by a poll")
+        time.sleep(0.5)  # ten more polls
+        index = {r["name"]: r for r in httpx.get(f"{s.url}/v2/repository/index").json()}
+        for name in ("good", "z-new"):
+            assert index[name]["state"] == "READY", index[name]
+            assert httpx.post(f"{s.url}/v2/models/{name}/infer", json=BODY).status_code == 200
+        linked = index["a-linked"]
+        assert linked["state"] == "UNAVAILABLE" and "outside the model repository" in linked["reason"], linked
+        r = httpx.post(f"{s.url}/v2/models/a-linked/infer", json=BODY)
+        assert r.status_code == 503 and "outside the model repository" in r.json()["error"], r.text
+    assert len(said(caplog, "outside the model repository")) == 1, said(caplog, "outside the model repository")
+
+
+def test_corrupt_new_version_under_poll_keeps_the_old_one_and_is_logged_once(tmp_path, caplog):
+    write_model(tmp_path, "m", affine_model(), CONFIG)
+    write_model(tmp_path, "only-corrupt", b"\x00not an onnx file", CONFIG)
+    with caplog.at_level(logging.INFO), live_server(tmp_path, model_control_mode="poll", repository_poll_seconds=0.05) as s:
+        write_model(tmp_path, "m", b"\x00not an onnx file", CONFIG, versions=(2,))
+        wait_for(lambda: any(r.get("version") == "2" for r in httpx.get(f"{s.url}/v2/repository/index").json()),
+                 what="version 2 tried")  # fmt: skip
+        time.sleep(0.5)  # ten more polls, each retrying version 2
+        r = httpx.post(f"{s.url}/v2/models/m/infer", json=BODY)
+        assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+        rows = {(r["name"], r.get("version")): r for r in httpx.get(f"{s.url}/v2/repository/index").json()}
+        assert rows[("m", "1")]["state"] == "READY"
+        assert rows[("m", "2")]["state"] == "UNAVAILABLE" and "INVALID_PROTOBUF" in rows[("m", "2")]["reason"]
+        assert rows[("only-corrupt", "1")]["state"] == "UNAVAILABLE"
+        assert httpx.post(f"{s.url}/v2/models/only-corrupt/infer", json=BODY).status_code == 503
+    for model in ("m", "only-corrupt"):
+        failed = said(caplog, f"model {model} version ")
+        failed = [m for m in failed if "failed to load" in m]
+        assert len(failed) == 1, failed
+    assert len(said(caplog, "still serving 1")) == 1, said(caplog, "still serving")
+    assert not said(caplog, "version 2 unloaded"), "a failed version is not a served one: no unload line"
