@@ -4,6 +4,7 @@ batch scheduler that dies. Real servers on 127.0.0.1, real ONNX Runtime sessions
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import random
@@ -112,3 +113,49 @@ def test_corrupt_new_version_under_poll_keeps_the_old_one_and_is_logged_once(tmp
         assert len(failed) == 1, failed
     assert len(said(caplog, "still serving 1")) == 1, said(caplog, "still serving")
     assert not said(caplog, "version 2 unloaded"), "a failed version is not a served one: no unload line"
+
+
+class FailsOnce:
+    """A batcher's metric hooks, except that the scheduler's next dispatch raises once: a stand-in
+    for a bug in the scheduling loop."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.armed = True
+
+    def queued(self, delta: int) -> None:
+        if delta < 0 and self.armed:
+            self.armed = False
+            raise RuntimeError("injected scheduler fault")
+        self.inner.queued(delta)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_dying_batch_scheduler_fails_its_queue_at_once_and_restarts(tmp_path, caplog):
+    # A 0.3 s batching delay holds the 8 requests in the queue together when the fault strikes.
+    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 64,
+                                                "dynamic_batching": {"max_queue_delay_microseconds": 300_000}})
+    with caplog.at_level(logging.INFO), live_server(tmp_path) as s:
+        batcher = s.service.repository.get("m").default_graph.batcher
+        batcher.observer = FailsOnce(batcher.observer)
+
+        async def burst(n: int) -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=s.url, timeout=10) as http:
+                return await asyncio.gather(*(http.post("/v2/models/m/infer", json=BODY) for _ in range(n)))
+
+        started = time.monotonic()
+        first = asyncio.run(burst(8))
+        took = time.monotonic() - started
+        assert [r.status_code for r in first] == [503] * 8, [r.text for r in first]
+        for r in first:
+            assert "batch scheduler failed and was restarted" in r.json()["error"] and "Error" not in r.text, r.text
+        assert took < 5, f"the queued requests waited {took:.1f}s"
+        second = asyncio.run(burst(8))  # the restarted scheduler serves
+        assert [r.status_code for r in second] == [200] * 8, [r.text for r in second]
+        metrics = httpx.get(f"{s.url}/metrics").text
+    pending = [line for line in metrics.splitlines() if line.startswith('dendrite_pending_requests{model="m"')]
+    assert pending and all(line.endswith(" 0.0") for line in pending), pending
+    died = said(caplog, "batch scheduler died")
+    assert len(died) == 1 and "failing its 8 queued request(s)" in died[0], died
