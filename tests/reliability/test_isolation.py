@@ -11,9 +11,12 @@ import random
 import threading
 import time
 
+import grpc
 import httpx
 import onnxruntime as ort
 
+from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
+from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
 from tests.support import affine_model, live_server, write_model
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
@@ -137,7 +140,7 @@ def test_a_dying_batch_scheduler_fails_its_queue_at_once_and_restarts(tmp_path, 
     # A 0.3 s batching delay holds the 8 requests in the queue together when the fault strikes.
     write_model(tmp_path, "m", affine_model(), {"max_batch_size": 64,
                                                 "dynamic_batching": {"max_queue_delay_microseconds": 300_000}})
-    with caplog.at_level(logging.INFO), live_server(tmp_path) as s:
+    with caplog.at_level(logging.INFO), live_server(tmp_path, grpc=True) as s:
         batcher = s.service.repository.get("m").default_graph.batcher
         batcher.observer = FailsOnce(batcher.observer)
 
@@ -154,8 +157,19 @@ def test_a_dying_batch_scheduler_fails_its_queue_at_once_and_restarts(tmp_path, 
         assert took < 5, f"the queued requests waited {took:.1f}s"
         second = asyncio.run(burst(8))  # the restarted scheduler serves
         assert [r.status_code for r in second] == [200] * 8, [r.text for r in second]
+        batcher.observer.armed = True  # and over gRPC
+        tensor = pb.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1, 4],
+                                                       contents=pb.InferTensorContents(fp32_contents=[1, 2, 3, 4]))
+        with grpc.insecure_channel(s.grpc_target) as channel:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel)
+            calls = [stub.ModelInfer.future(pb.ModelInferRequest(model_name="m", inputs=[tensor]), timeout=10)
+                     for _ in range(4)]  # fmt: skip
+            errors = [call.exception() for call in calls]
+            assert all(e is not None and e.code() is grpc.StatusCode.UNAVAILABLE for e in errors), errors
+            assert all("batch scheduler failed and was restarted" in e.details() for e in errors), errors
+            stub.ModelInfer(pb.ModelInferRequest(model_name="m", inputs=[tensor]), timeout=10)
         metrics = httpx.get(f"{s.url}/metrics").text
     pending = [line for line in metrics.splitlines() if line.startswith('dendrite_pending_requests{model="m"')]
     assert pending and all(line.endswith(" 0.0") for line in pending), pending
     died = said(caplog, "batch scheduler died")
-    assert len(died) == 1 and "failing its 8 queued request(s)" in died[0], died
+    assert len(died) == 2 and "failing its 8 queued request(s)" in died[0], died
