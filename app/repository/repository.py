@@ -192,8 +192,8 @@ class ModelRepository:
     async def _retire(self, mv: ModelVersion, forget_metrics: bool = True) -> None:
         """Drain (finish accepted requests), then free the sessions. A version replaced by a
         reload of the same number keeps its metric series (the new one owns them)."""
-        served = mv.state in (State.READY, State.UNLOADING)  # a failed load is not worth an "unloaded" line
-        if mv.state is State.READY:
+        served = mv.state in (State.READY, State.UNLOADING)  # unload marks its versions UNLOADING first
+        if served:
             mv.state = State.UNLOADING
             if not await mv.drain(self.settings.unload_drain_seconds):
                 log.warning("%s/%s: drain timed out; closing with work pending", mv.name, mv.version)
