@@ -41,6 +41,7 @@ class ModelEntry:
     error: str = ""  # config-level problem (bad YAML, no versions)
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     said: dict[int | None, str] = field(default_factory=dict, repr=False)  # last problem logged, per version
+    failed_files: dict[int, tuple] = field(default_factory=dict, repr=False)  # a failed version's folder then
 
     def _say_once(self, version: int | None, message: str, level: int) -> None:
         """Log a problem of the model (version None) or of one version only when it changes, since poll
@@ -107,18 +108,20 @@ class ModelRepository:
     async def load_all(self) -> None:
         await asyncio.gather(*(self._load_isolated(name) for name in self.discover()))
 
-    async def _load_isolated(self, name: str) -> None:
+    async def _load_isolated(self, name: str, retry_unchanged: bool = True) -> None:
         """``load`` for start-up and poll scans: whatever goes wrong stays this model's problem
         (UNAVAILABLE with the reason, logged once) and every other model still loads."""
         try:
-            await self.load(name)
+            await self.load(name, retry_unchanged=retry_unchanged)
         except Exception as exc:  # noqa: BLE001 - e.g. an unreadable folder; the next scan retries
             message = exc.message if isinstance(exc, DendriteError) else f"could not be read: {exc}"
             self.models.setdefault(name, ModelEntry(name)).set_error(message, logging.ERROR)
 
-    async def load(self, name: str) -> ModelEntry:
+    async def load(self, name: str, *, retry_unchanged: bool = True) -> ModelEntry:
         """(Re)load a model: read its config, load the versions its policy selects that are not
-        loaded yet, then retire the versions it no longer selects. Errors stay on the model."""
+        loaded yet, then retire the versions it no longer selects. Errors stay on the model.
+        ``retry_unchanged=False`` (poll scans) retries a failed version only once its files changed:
+        a model that fails late (warm-up, a config mismatch) would otherwise cost a load's CPU every scan."""
         check_model_name(name)
         async with self._serialized(name):
             entry = self.models.setdefault(name, ModelEntry(name))
@@ -144,11 +147,16 @@ class ModelRepository:
             problem = "" if wanted else f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}"
             # A changed config reloads every version (new batching or instances); otherwise only new ones.
             to_load = [v for v in wanted if config_changed or v not in entry.versions
-                       or entry.versions[v].state is State.UNAVAILABLE]  # fmt: skip
+                       or entry.versions[v].state is State.UNAVAILABLE
+                       and (retry_unchanged or entry.failed_files.get(v) != _files(folder / str(v)))]  # fmt: skip
             old = {v: entry.versions[v] for v in to_load if v in entry.versions}
+            seen = {v: _files(folder / str(v)) for v in to_load}  # before loading: a copy may finish meanwhile
             fresh = await asyncio.gather(*(self._load_version(name, config, folder, v) for v in to_load))
             for mv in fresh:
                 entry.version_loaded(mv)
+                entry.failed_files.pop(mv.version, None)
+                if mv.state is not State.READY:
+                    entry.failed_files[mv.version] = seen[mv.version]
                 prev = old.get(mv.version)
                 if mv.state is not State.READY and prev is not None and prev.state is State.READY:
                     # A failed reload of a serving version keeps the old one serving.
@@ -237,7 +245,7 @@ class ModelRepository:
             try:
                 on_disk = set(self.discover())
                 for name in on_disk:
-                    await self._load_isolated(name)
+                    await self._load_isolated(name, retry_unchanged=False)
                 for name in set(self.models) - on_disk:
                     await self.unload(name)
             except Exception:  # noqa: BLE001 - a bad scan must not stop future scans
@@ -282,3 +290,12 @@ class ModelRepository:
                     row["providers"] = sorted(set(mv.providers))
                 rows.append(row)
         return rows
+
+
+def _files(folder: Path) -> tuple:
+    """What a version folder holds (path, size, mtime of each file), to tell whether it changed."""
+    try:
+        return tuple(sorted((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns)
+                            for p in folder.rglob("*") if p.is_file() for st in [p.stat()]))  # fmt: skip
+    except OSError:  # changing while read: a changed folder
+        return ()

@@ -102,7 +102,7 @@ def test_corrupt_new_version_under_poll_keeps_the_old_one_and_is_logged_once(tmp
         write_model(tmp_path, "m", b"\x00not an onnx file", CONFIG, versions=(2,))
         wait_for(lambda: any(r.get("version") == "2" for r in httpx.get(f"{s.url}/v2/repository/index").json()),
                  what="version 2 tried")  # fmt: skip
-        time.sleep(0.5)  # ten more polls, each retrying version 2
+        time.sleep(0.5)  # ten more polls
         r = httpx.post(f"{s.url}/v2/models/m/infer", json=BODY)
         assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
         rows = {(r["name"], r.get("version")): r for r in httpx.get(f"{s.url}/v2/repository/index").json()}

@@ -149,3 +149,23 @@ async def test_unload_drains_the_requests_it_accepted(tmp_path):
     with pytest.raises(ModelNotReady, match="UNLOADING"):
         await mv.infer({"x": x})  # and nothing new was accepted
     await repo.close()
+
+
+async def test_poll_retries_a_failed_version_only_once_its_files_change(tmp_path):
+    """A version that fails to load is not loaded again on every poll scan (a model failing late,
+    in warm-up, cost a whole load each time), only after its folder changed; the load API always retries."""
+    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 4})
+    repo = repo_for(tmp_path)
+    await repo.load_all()
+    write_model(tmp_path, "m", b"\x00not an onnx file", {"max_batch_size": 4}, versions=(2,))
+    await repo.load("m", retry_unchanged=False)
+    failed = repo.models["m"].versions[2]
+    await repo.load("m", retry_unchanged=False)
+    assert repo.models["m"].versions[2] is failed  # not tried again
+    await repo.load("m")
+    assert repo.models["m"].versions[2] is not failed  # the load API tries again
+    write_model(tmp_path, "m", affine_model(bias=5.0), {"max_batch_size": 4}, versions=(2,))
+    await repo.load("m", retry_unchanged=False)
+    assert repo.get("m").version == 2
+    assert (await repo.get("m").infer({"x": np.ones((1, 4), np.float32)})).outputs["y"].tolist() == [[7.0] * 4]
+    await repo.close()
