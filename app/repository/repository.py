@@ -106,7 +106,13 @@ class ModelRepository:
 
     # ------------------------------------------------------------------ load / unload
     async def load_all(self) -> None:
-        await asyncio.gather(*(self._load_isolated(name) for name in self.discover()))
+        await self.load_many(self.discover())
+
+    async def load_many(self, names: list[str]) -> None:
+        """Start-up loads: each model isolated (``_load_isolated``). An invalid name is a settings error."""
+        for name in names:
+            check_model_name(name)
+        await asyncio.gather(*(self._load_isolated(name) for name in names))
 
     async def _load_isolated(self, name: str, retry_unchanged: bool = True) -> None:
         """``load`` for start-up and poll scans: whatever goes wrong stays this model's problem

@@ -173,3 +173,14 @@ def test_a_dying_batch_scheduler_fails_its_queue_at_once_and_restarts(tmp_path, 
     assert pending and all(line.endswith(" 0.0") for line in pending), pending
     died = said(caplog, "batch scheduler died")
     assert len(died) == 2 and "failing its 8 queued request(s)" in died[0], died
+
+
+def test_a_missing_startup_model_is_that_models_problem_only(tmp_path):
+    """explicit mode: a startup model with no folder stopped the server from starting."""
+    write_model(tmp_path, "good", affine_model(), CONFIG)
+    with live_server(tmp_path, model_control_mode="explicit", startup_models=["gone", "good"]) as s:
+        assert httpx.post(f"{s.url}/v2/models/good/infer", json=BODY).status_code == 200
+        index = {r["name"]: r for r in httpx.get(f"{s.url}/v2/repository/index").json()}
+        assert index["gone"]["state"] == "UNAVAILABLE" and "has no config.yaml" in index["gone"]["reason"], index
+        r = httpx.post(f"{s.url}/v2/models/gone/infer", json=BODY)
+        assert r.status_code == 503 and "has no config.yaml" in r.json()["error"], r.text
