@@ -1,7 +1,8 @@
 """API keys: which routes need which keys, and a constant-time check of what a client sent.
 
-Two independent key sets (``app.config``): ``api_keys`` for everything that serves or
-describes models, ``repository_api_keys`` for the repository load/unload routes. Health
+Two key sets (``app.config``): ``api_keys`` for everything that serves or describes models,
+``repository_api_keys`` for the repository load/unload routes; with no repository keys set,
+load/unload take the ``api_keys``, so setting keys never leaves model control open. Health
 (liveness/readiness) is always open so probes need no secret; ``/metrics`` is open unless
 ``metrics_require_key``. Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``
 (gRPC: the same names as metadata). Each transport asks ``required_keys`` and ``authorized``;
@@ -34,7 +35,9 @@ def required_keys(settings: Settings, path: str) -> tuple[Sequence[str], str]:
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return (), ""
     if path.startswith("/v2/repository/models/") and path.endswith(("/load", "/unload")):
-        return settings.repository_api_keys, MISSING_REPOSITORY
+        if settings.repository_api_keys:
+            return settings.repository_api_keys, MISSING_REPOSITORY
+        return settings.api_keys, MISSING
     if path == "/metrics" and not settings.metrics_require_key:
         return (), ""
     return settings.api_keys, MISSING

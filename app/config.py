@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     )
     repository_api_keys: list[str] = Field(
         default_factory=list, description="Keys for the repository load/unload routes, separate from api_keys "
-        "(a JSON list). Empty = those routes need no key once DENDRITE_REPOSITORY_API_ENABLED is on.",
+        "(a JSON list). Empty = those routes take one of api_keys (no key at all when api_keys is empty too).",
     )
     metrics_enabled: bool = Field(True, description="Serve GET /metrics (Prometheus).")
     metrics_require_key: bool = Field(False, description="GET /metrics needs one of api_keys (when any are set).")

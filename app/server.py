@@ -36,8 +36,7 @@ class Service:
         self._started = True
         s = self.settings
         if s.model_control_mode == "explicit":
-            for name in s.startup_models:
-                await self.repository.load(name)
+            await self.repository.load_many(s.startup_models)
         else:
             await self.repository.load_all()
         if s.model_control_mode == "poll":

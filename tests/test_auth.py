@@ -39,6 +39,10 @@ def test_required_keys_per_route():
     for path in ("/v2/repository/models/m/load", "/v2/repository/models/m/unload"):
         keys, message = auth.required_keys(s, path)
         assert keys == ["r"] and "DENDRITE_REPOSITORY_API_KEYS" in message
+    # no repository keys of their own: load/unload take the inference keys rather than stay open
+    keys, message = auth.required_keys(Settings(api_keys=["k"]), "/v2/repository/models/m/load")
+    assert keys == ["k"] and "DENDRITE_API_KEYS" in message
+    assert auth.required_keys(Settings(), "/v2/repository/models/m/unload")[0] == []
     assert auth.required_grpc_keys(s, "/grpc.health.v1.Health/Check") == ()
     assert auth.required_grpc_keys(s, "/inference.GRPCInferenceService/ServerReady") == ()
     assert auth.required_grpc_keys(s, "/inference.GRPCInferenceService/ModelInfer") == ["k"]

@@ -17,6 +17,9 @@
   caller (client gone) has its queued work removed.
 - Each request gets exactly its own rows back: outputs are sliced by the row offsets of the
   concatenated batch.
+- If the scheduling loop itself dies (a bug), its queued requests fail at once with
+  ``ModelNotReady`` (503 / UNAVAILABLE) instead of waiting for their clients to give up, and a
+  new loop starts.
 """
 
 from __future__ import annotations
@@ -169,6 +172,7 @@ class DynamicBatcher:
         self._arrival = asyncio.Event()
         self._accepting = True
         self._loop_task: asyncio.Task | None = None
+        self._held: int | None = None  # the instance the scheduler took and has not handed on yet
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -177,10 +181,21 @@ class DynamicBatcher:
             self._loop_task.add_done_callback(self._scheduler_ended)
 
     def _scheduler_ended(self, task: asyncio.Task) -> None:
-        # Without its scheduler a model's requests would wait forever: say so loudly, never silently.
-        if not task.cancelled() and task.exception() is not None:
-            log.critical("%s: batch scheduler died; requests to this model will not be served", self.name,
-                         exc_info=task.exception())
+        # Without its scheduler a model's queued requests would wait until their clients gave up:
+        # fail them now (nothing was computed for them, so a retry is safe) and start a new one.
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical("%s: batch scheduler died; failing its %d queued request(s) and restarting it", self.name,
+                     self._queued, exc_info=task.exception())  # fmt: skip
+        if self._held is not None:
+            self._free.put_nowait(self._held)
+            self._held = None
+        self._loop_task = None
+        try:
+            self._fail_queued(ModelNotReady(
+                f"{self.name}: the batch scheduler failed and was restarted; this request was not run, retry it"))
+        finally:
+            self.start()
 
     @property
     def queued(self) -> int:
@@ -242,11 +257,7 @@ class DynamicBatcher:
 
     async def close(self) -> None:
         self._accepting = False
-        for q in self._queues.values():
-            for req in q:
-                if not req.future.done():
-                    req.future.set_exception(ModelNotReady(f"{self.name} was unloaded"))
-        self._queues.clear()
+        self._fail_queued(ModelNotReady(f"{self.name} was unloaded"))
         if self._loop_task:
             self._loop_task.cancel()
             try:
@@ -255,6 +266,17 @@ class DynamicBatcher:
                 pass
 
     # ------------------------------------------------------------------ scheduling
+    def _fail_queued(self, error: Exception) -> None:
+        """Answer every queued request with ``error`` and empty the queue."""
+        failed = self._queued
+        for q in self._queues.values():
+            for req in q:
+                if not req.future.done():
+                    req.future.set_exception(error)
+        self._queues.clear()
+        self._queued = 0
+        self.observer.queued(-failed)
+
     def _withdraw(self, req: _Request, reason: str) -> None:
         q = self._queues.get(req.key)
         if q is not None and req in q:
@@ -299,7 +321,7 @@ class DynamicBatcher:
             while not self._queued:
                 self._arrival.clear()
                 await self._arrival.wait()
-            instance = await self._free.get()
+            instance = self._held = await self._free.get()
             while True:
                 # Collected afresh on every pass: while a partial batch waits, its requests may be withdrawn
                 # (deadline, cancelled caller), and a stale list would dispatch them from a deleted queue.
@@ -321,7 +343,9 @@ class DynamicBatcher:
                     pass
             if not batch:
                 self._free.put_nowait(instance)
+                self._held = None
                 continue
+            self.observer.queued(-len(batch))  # first: should it fail, the batch is still queued
             q = self._queues[batch[0].key]
             for req in batch:
                 q.popleft()
@@ -330,8 +354,8 @@ class DynamicBatcher:
                 del self._queues[batch[0].key]
             self._queued -= len(batch)
             self._computing += len(batch)
-            self.observer.queued(-len(batch))
             task = asyncio.get_running_loop().create_task(self._execute(instance, batch))
+            self._held = None
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 

@@ -11,11 +11,12 @@ import asyncio
 import logging
 import re
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import Settings
-from app.errors import InvalidInput, ModelNotReady, NotFound
+from app.errors import DendriteError, InvalidInput, ModelNotReady, NotFound
 from app.metrics import Metrics
 from app.repository.config import ConfigError, ModelConfig, load_config
 from app.repository.model import ModelVersion, State
@@ -39,14 +40,24 @@ class ModelEntry:
     config: ModelConfig | None = None
     error: str = ""  # config-level problem (bad YAML, no versions)
     versions: dict[int, ModelVersion] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    said: dict[int | None, str] = field(default_factory=dict, repr=False)  # last problem logged, per version
+    failed_files: dict[int, tuple] = field(default_factory=dict, repr=False)  # a failed version's folder then
+
+    def _say_once(self, version: int | None, message: str, level: int) -> None:
+        """Log a problem of the model (version None) or of one version only when it changes, since poll
+        mode re-checks every few seconds (a fresh make serve once said the same line 786 times)."""
+        if message and message != self.said.get(version):
+            log.log(level, "model %s%s: %s", self.name, "" if version is None else f" version {version}", message)
+        self.said[version] = message
 
     def set_error(self, message: str, level: int = logging.WARNING) -> None:
-        """Record (or clear, with "") the model-level problem; log it only when it changes, since poll
-        mode re-checks every few seconds (a fresh make serve once said the same line 786 times)."""
-        if message and message != self.error:
-            log.log(level, "model %s: %s", self.name, message)
+        """Record (or clear, with "") the model-level problem, logged once per change."""
+        self._say_once(None, message, level)
         self.error = message
+
+    def version_loaded(self, mv: ModelVersion) -> None:
+        """Log a version's load failure once per change: poll mode retries a corrupt file on every scan."""
+        self._say_once(mv.version, "" if mv.state is State.READY else f"failed to load: {mv.reason}", logging.ERROR)
 
     def ready_versions(self) -> list[ModelVersion]:
         return [v for _, v in sorted(self.versions.items()) if v.state is State.READY]
@@ -59,14 +70,27 @@ class ModelRepository:
         self.metrics = metrics
         self.models: dict[str, ModelEntry] = {}
         self._poll_task: asyncio.Task | None = None
+        # Per model name, not per entry: unload drops the entry, and a load that waited on the
+        # entry's own lock went on loading into the dropped entry (its sessions never closed).
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _serialized(self, name: str):
+        """Load and unload of one model run one at a time; the lock is dropped when no one holds
+        or waits for it, so arbitrary names do not pile up locks."""
+        lock, users = self._locks.get(name, (asyncio.Lock(), 0))
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users == 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
 
     # ------------------------------------------------------------------ discovery
-    def _model_dir(self, name: str) -> Path:
-        path = (self.root / check_model_name(name)).resolve()
-        if path.parent != self.root.resolve():
-            raise InvalidInput(f"invalid model name {name!r}")
-        return path
-
     def discover(self) -> list[str]:
         if not self.root.is_dir():
             log.warning("model repository %s does not exist", self.root)
@@ -82,14 +106,37 @@ class ModelRepository:
 
     # ------------------------------------------------------------------ load / unload
     async def load_all(self) -> None:
-        await asyncio.gather(*(self.load(name) for name in self.discover()))
+        await self.load_many(self.discover())
 
-    async def load(self, name: str) -> ModelEntry:
+    async def load_many(self, names: list[str]) -> None:
+        """Start-up loads: each model isolated (``_load_isolated``). An invalid name is a settings error."""
+        for name in names:
+            check_model_name(name)
+        await asyncio.gather(*(self._load_isolated(name) for name in names))
+
+    async def _load_isolated(self, name: str, retry_unchanged: bool = True) -> None:
+        """``load`` for start-up and poll scans: whatever goes wrong stays this model's problem
+        (UNAVAILABLE with the reason, logged once) and every other model still loads."""
+        try:
+            await self.load(name, retry_unchanged=retry_unchanged)
+        except Exception as exc:  # noqa: BLE001 - e.g. an unreadable folder; the next scan retries
+            message = exc.message if isinstance(exc, DendriteError) else f"could not be read: {exc}"
+            self.models.setdefault(name, ModelEntry(name)).set_error(message, logging.ERROR)
+
+    async def load(self, name: str, *, retry_unchanged: bool = True) -> ModelEntry:
         """(Re)load a model: read its config, load the versions its policy selects that are not
-        loaded yet, then retire the versions it no longer selects. Errors stay on the model."""
-        folder = self._model_dir(name)
-        entry = self.models.setdefault(name, ModelEntry(name))
-        async with entry.lock:
+        loaded yet, then retire the versions it no longer selects. Errors stay on the model.
+        ``retry_unchanged=False`` (poll scans) retries a failed version only once its files changed:
+        a model that fails late (warm-up, a config mismatch) would otherwise cost a load's CPU every scan."""
+        check_model_name(name)
+        async with self._serialized(name):
+            entry = self.models.setdefault(name, ModelEntry(name))
+            folder = (self.root / name).resolve()
+            if folder.parent != self.root.resolve():
+                # Models load only from folders inside the repository: a symlink could point anywhere.
+                entry.set_error(f"its folder resolves to {folder}, outside the model repository {self.root}; "
+                                "symlinked model folders are refused", logging.ERROR)  # fmt: skip
+                return entry
             cfg_path = next((folder / c for c in CONFIG_FILES if (folder / c).is_file()), None)
             if cfg_path is None:
                 if not entry.versions:
@@ -103,17 +150,23 @@ class ModelRepository:
             config_changed = entry.config is not None and entry.config != config
             entry.config = config
             wanted = config.version_policy.select(self._versions_on_disk(folder))
-            entry.set_error("" if wanted else f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}")
+            problem = "" if wanted else f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}"
             # A changed config reloads every version (new batching or instances); otherwise only new ones.
             to_load = [v for v in wanted if config_changed or v not in entry.versions
-                       or entry.versions[v].state is State.UNAVAILABLE]  # fmt: skip
+                       or entry.versions[v].state is State.UNAVAILABLE
+                       and (retry_unchanged or entry.failed_files.get(v) != _files(folder / str(v)))]  # fmt: skip
             old = {v: entry.versions[v] for v in to_load if v in entry.versions}
+            seen = {v: _files(folder / str(v)) for v in to_load}  # before loading: a copy may finish meanwhile
             fresh = await asyncio.gather(*(self._load_version(name, config, folder, v) for v in to_load))
             for mv in fresh:
+                entry.version_loaded(mv)
+                entry.failed_files.pop(mv.version, None)
+                if mv.state is not State.READY:
+                    entry.failed_files[mv.version] = seen[mv.version]
                 prev = old.get(mv.version)
                 if mv.state is not State.READY and prev is not None and prev.state is State.READY:
                     # A failed reload of a serving version keeps the old one serving.
-                    entry.error = f"reload of version {mv.version} failed, still serving the old one: {mv.reason}"
+                    problem = f"reload of version {mv.version} failed, still serving the old one: {mv.reason}"
                     old.pop(mv.version)
                     await mv.close()
                     continue
@@ -124,14 +177,14 @@ class ModelRepository:
                 # versions serving now rather than serve nothing; the next load/poll retries.
                 keep = [mv for mv in retire if mv.state is State.READY]
                 if keep:
-                    entry.error = (f"version(s) {', '.join(str(v) for v in wanted)} failed to load; still serving "
-                                   f"{', '.join(str(mv.version) for mv in keep)}")  # fmt: skip
-                    log.error("model %s: %s", name, entry.error)
+                    problem = (f"version(s) {', '.join(str(v) for v in wanted)} failed to load; still serving "
+                               f"{', '.join(str(mv.version) for mv in keep)}")  # fmt: skip
                     retire = [mv for mv in retire if mv.state is not State.READY]
             for v in [mv.version for mv in retire]:
                 del entry.versions[v]
             await asyncio.gather(*(self._retire(mv, forget_metrics=False) for mv in old.values()),
                                  *(self._retire(mv) for mv in retire))
+            entry.set_error(problem, logging.WARNING if not wanted else logging.ERROR)
             self._set_ready_gauges(entry)
         return entry
 
@@ -144,8 +197,7 @@ class ModelRepository:
             mv.start_batchers(self.settings, self.metrics)
         except Exception as exc:  # noqa: BLE001 - any failure isolates this version, never the server
             mv.state, mv.reason = State.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
-            log.error("model %s version %d failed to load: %s", name, version, mv.reason)
-            return mv
+            return mv  # logged by the entry, once per change
         mv.state, mv.loaded_at = State.READY, time.time()
         log.info("model %s version %d READY on %s (%.2fs)", name, version, sorted(set(mv.providers)),
                  time.perf_counter() - start)  # fmt: skip
@@ -154,20 +206,24 @@ class ModelRepository:
     async def _retire(self, mv: ModelVersion, forget_metrics: bool = True) -> None:
         """Drain (finish accepted requests), then free the sessions. A version replaced by a
         reload of the same number keeps its metric series (the new one owns them)."""
-        if mv.state is State.READY:
+        served = mv.state in (State.READY, State.UNLOADING)  # unload marks its versions UNLOADING first
+        if served:
             mv.state = State.UNLOADING
             if not await mv.drain(self.settings.unload_drain_seconds):
                 log.warning("%s/%s: drain timed out; closing with work pending", mv.name, mv.version)
         await mv.close()
         if forget_metrics:
             self.metrics.forget_version(*mv.key)
-        log.info("model %s version %d unloaded", mv.name, mv.version)
+        if served:
+            log.info("model %s version %d unloaded", mv.name, mv.version)
 
     async def unload(self, name: str) -> None:
-        entry = self.models.get(check_model_name(name))
-        if entry is None:
+        if check_model_name(name) not in self.models:
             raise NotFound(f"model {name!r} is not loaded")
-        async with entry.lock:
+        async with self._serialized(name):
+            entry = self.models.get(name)
+            if entry is None:  # unloaded while this call waited
+                raise NotFound(f"model {name!r} is not loaded")
             versions = list(entry.versions.values())
             for mv in versions:
                 if mv.state is State.READY:
@@ -195,7 +251,7 @@ class ModelRepository:
             try:
                 on_disk = set(self.discover())
                 for name in on_disk:
-                    await self.load(name)
+                    await self._load_isolated(name, retry_unchanged=False)
                 for name in set(self.models) - on_disk:
                     await self.unload(name)
             except Exception:  # noqa: BLE001 - a bad scan must not stop future scans
@@ -240,3 +296,12 @@ class ModelRepository:
                     row["providers"] = sorted(set(mv.providers))
                 rows.append(row)
         return rows
+
+
+def _files(folder: Path) -> tuple:
+    """What a version folder holds (path, size, mtime of each file), to tell whether it changed."""
+    try:
+        return tuple(sorted((str(p.relative_to(folder)), st.st_size, st.st_mtime_ns)
+                            for p in folder.rglob("*") if p.is_file() for st in [p.stat()]))  # fmt: skip
+    except OSError:  # changing while read: a changed folder
+        return ()

@@ -10,6 +10,7 @@ fails here instead of passing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -94,14 +95,51 @@ def _compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+def _compose_env(**extra: str) -> dict:
+    """The environment compose runs with: the required Grafana password set, no stray overrides."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GRAFANA_ADMIN_PASSWORD", "MONITORING_BIND_ADDRESS")}
+    return {**env, "GRAFANA_ADMIN_PASSWORD": "not-a-default", **extra}
+
+
 @pytest.mark.parametrize("profile", [None, "gpu"])
 def test_compose_config_valid(profile):
     compose = tool("docker-compose")
     args = [compose, "-f", str(COMPOSE)] + (["--profile", profile] if profile else []) + ["config", "-q"]
-    r = run(args)
+    r = run(args, env=_compose_env())
     assert r.returncode == 0, r.stdout + r.stderr
-    services = set(run(args[:-1] + ["--services"]).stdout.split())
+    services = set(run(args[:-1] + ["--services"], env=_compose_env()).stdout.split())
     assert {"dendrite", "dendrite-gpu", "prometheus", "grafana"} <= services, services
+
+
+def test_compose_has_no_default_grafana_password():
+    compose = tool("docker-compose")
+    env = _compose_env()
+    del env["GRAFANA_ADMIN_PASSWORD"]
+    r = run([compose, "-f", str(COMPOSE), "config", "-q"], env=env)
+    assert r.returncode != 0 and "set GRAFANA_ADMIN_PASSWORD" in r.stderr, r.stderr
+    password = _compose()["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), password
+
+
+@pytest.mark.parametrize("bind, expected", [(None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")])
+def test_compose_monitoring_ports_are_loopback_unless_overridden(bind, expected):
+    compose = tool("docker-compose")
+    env = _compose_env(**({"MONITORING_BIND_ADDRESS": bind} if bind else {}))
+    r = run([compose, "-f", str(COMPOSE), "config"], env=env)
+    assert r.returncode == 0, r.stderr
+    svc = yaml.safe_load(r.stdout)["services"]
+    assert svc["prometheus"]["ports"] == [f"{expected}:9090:9090/tcp"]
+    assert svc["grafana"]["ports"] == [f"{expected}:3000:3000/tcp"]
+
+
+def test_compose_stop_grace_outlasts_the_shutdown_grace():
+    from app.config import Settings
+
+    line = next(line for line in COMPOSE.read_text().splitlines() if "stop_grace_period:" in line)
+    assert "DENDRITE_SHUTDOWN_GRACE_SECONDS" in line, line  # the setting shutdown actually uses
+    grace = float(_compose()["x-dendrite-common"]["stop_grace_period"].rstrip("s"))
+    defaults = Settings()
+    assert grace > defaults.shutdown_grace_seconds + defaults.shutdown_delay_seconds
 
 
 def test_compose_config_rejects_a_bad_file(tmp_path):

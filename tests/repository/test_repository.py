@@ -10,7 +10,7 @@ from app.errors import InvalidInput, ModelNotReady, NotFound
 from app.metrics import Metrics
 from app.repository.config import ConfigError, load_config
 from app.repository.repository import ModelRepository
-from tests.support import affine_model, write_model
+from tests.support import affine_model, matmul_chain_model, write_model
 
 
 def repo_for(path, **kw) -> ModelRepository:
@@ -130,4 +130,42 @@ async def test_model_problems_are_logged_once_per_change(tmp_path, caplog, name,
     said = [r for r in caplog.records if problem in r.getMessage()]
     assert len(said) == 1, said
     assert problem in repo.models[name].error  # the state itself stays visible
+    await repo.close()
+
+
+async def test_unload_drains_the_requests_it_accepted(tmp_path):
+    """unload marked its versions UNLOADING before retiring them, and retiring drained only READY
+    ones: the accepted requests still queued failed with 'was unloaded' (19 of 20 here)."""
+    write_model(tmp_path, "slow", matmul_chain_model(width=1024, depth=16), {"max_batch_size": 1})
+    repo = repo_for(tmp_path)
+    await repo.load_all()
+    mv = repo.get("slow")
+    x = np.full((1, 1024), 0.1, np.float32)
+    accepted = [asyncio.create_task(mv.infer({"x": x})) for _ in range(20)]
+    await asyncio.sleep(0)  # every request is in the queue
+    await repo.unload("slow")
+    results = await asyncio.gather(*accepted, return_exceptions=True)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    with pytest.raises(ModelNotReady, match="UNLOADING"):
+        await mv.infer({"x": x})  # and nothing new was accepted
+    await repo.close()
+
+
+async def test_poll_retries_a_failed_version_only_once_its_files_change(tmp_path):
+    """A version that fails to load is not loaded again on every poll scan (a model failing late,
+    in warm-up, cost a whole load each time), only after its folder changed; the load API always retries."""
+    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 4})
+    repo = repo_for(tmp_path)
+    await repo.load_all()
+    write_model(tmp_path, "m", b"\x00not an onnx file", {"max_batch_size": 4}, versions=(2,))
+    await repo.load("m", retry_unchanged=False)
+    failed = repo.models["m"].versions[2]
+    await repo.load("m", retry_unchanged=False)
+    assert repo.models["m"].versions[2] is failed  # not tried again
+    await repo.load("m")
+    assert repo.models["m"].versions[2] is not failed  # the load API tries again
+    write_model(tmp_path, "m", affine_model(bias=5.0), {"max_batch_size": 4}, versions=(2,))
+    await repo.load("m", retry_unchanged=False)
+    assert repo.get("m").version == 2
+    assert (await repo.get("m").infer({"x": np.ones((1, 4), np.float32)})).outputs["y"].tolist() == [[7.0] * 4]
     await repo.close()

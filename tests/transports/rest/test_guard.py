@@ -59,6 +59,16 @@ def test_repository_routes_take_their_own_keys(keyed):
     assert httpx.post(keyed.url + "/v2/models/affine/infer", json=BODY, headers={"X-API-Key": "admin"}).status_code == 401
 
 
+def test_repository_routes_take_the_api_keys_when_they_have_none_of_their_own(repo):
+    with live_server(repo, api_keys=["k"], repository_api_enabled=True) as s:
+        for action in ("load", "unload"):
+            url = f"{s.url}/v2/repository/models/affine/{action}"
+            r = httpx.post(url)
+            assert r.status_code == 401 and "DENDRITE_API_KEYS" in r.json()["error"], action
+            assert httpx.post(url, headers={"X-API-Key": "wrong"}).status_code == 401, action
+            assert httpx.post(url, headers={"X-API-Key": "k"}).status_code == 200, action
+
+
 def test_exposure_settings(repo):
     with live_server(repo, metrics_enabled=False, docs_enabled=False) as s:
         for path in ("/metrics", "/docs", "/openapi.json"):
