@@ -369,3 +369,27 @@ def test_grpc_calls_are_balanced_over_h2c(cluster):
     after = {n: int(row["stot"]) for n, row in balancer.servers("dendrite_grpc").items()}
     served = {n for n in after if after[n] > before.get(n, 0)}
     assert served == {r.name for r in replicas}, (before, after)
+
+
+def test_compose_replicas_profile_matches_the_config():
+    """docker-compose.yml's `balancer` serves this config to the `replica` service's replicas."""
+    import yaml
+
+    compose_file = ROOT / "docker-compose.yml"
+    r = subprocess.run([tool("docker-compose"), "-f", str(compose_file), "--profile", "replicas", "config", "-q"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    services = yaml.safe_load(compose_file.read_text())["services"]
+    replica, balancer = services["replica"], services["balancer"]
+    assert replica["profiles"] == balancer["profiles"] == ["replicas"]
+    assert "ports" not in replica, "published replica ports would clash under --scale"
+    assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in balancer["volumes"]
+    text = CONFIG.read_text()
+    templates = dict(re.findall(r"^\s*server-template\s+\S+\s+\S+\s+([\w-]+):(\d+)", text, re.M)[:1])
+    assert templates == {"replica": replica["environment"]["DENDRITE_HTTP_PORT"]}, templates
+    assert re.search(rf"^\s*server-template\s+.*\breplica:{replica['environment']['DENDRITE_GRPC_PORT']}\b.*\bproto h2\b",
+                     text, re.M)  # fmt: skip
+    binds = re.findall(r'^\s*bind "\$\{BALANCER_\w+_BIND-:(\d+)\}"', text, re.M)
+    assert {f"{p}:{p}" for p in binds} == set(balancer["ports"]), (binds, balancer["ports"])
+    delay = float(replica["environment"]["DENDRITE_SHUTDOWN_DELAY_SECONDS"])
+    assert delay >= 3 * CHECK_INTERVAL_S, "the balancer needs a few check intervals to take a stopping replica out"
