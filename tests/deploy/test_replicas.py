@@ -333,6 +333,7 @@ def test_sigkill_fails_only_the_requests_in_flight_on_the_killed_replica(cluster
 
 def test_rolling_restart_with_sigterm_fails_no_request(cluster):
     balancer, replicas = cluster
+    redispatched = sum(balancer.redispatched().values())
     with Load(balancer.http_port) as load:
         time.sleep(0.5)
         for r in replicas:
@@ -343,8 +344,11 @@ def test_rolling_restart_with_sigterm_fails_no_request(cluster):
             restarted_at = time.monotonic()
         time.sleep(0.5)
     failures = load.failures()
-    print(f"\nrolling restart: {load.summary()}; failed {len(failures)}")
+    redispatched = sum(balancer.redispatched().values()) - redispatched
+    print(f"\nrolling restart: {load.summary()}; failed {len(failures)}; {redispatched} redispatched")
     assert not failures, f"{len(failures)} failed: {failures[:5]}"
+    # the balancer had taken each replica out before it stopped accepting: nothing met a closed port
+    assert redispatched == 0, f"{redispatched} requests reached a stopped replica (shutdown delay too short?)"
     # the last restarted replica took traffic again before the load stopped
     assert any(o.replica == replicas[-1].name and o.start > restarted_at for o in load.outcomes)
     assert len(load.outcomes) > 50 * len(replicas), load.summary()
