@@ -347,6 +347,10 @@ def test_kserve_wiring():
     assert container["name"] == "kserve-container"
     env = {e["name"]: e["value"] for e in container["env"]}
     assert int(env["DENDRITE_HTTP_PORT"]) == container["ports"][0]["containerPort"] == 8080
+    # every port the server listens on is declared, under the names KServe routes by
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http1": int(env["DENDRITE_HTTP_PORT"]), "h2c": int(env["DENDRITE_GRPC_PORT"])} == {
+        "http1": 8080, "h2c": 9000}, ports
     assert container["args"][:1] == ["serve"] and "/mnt/models" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == OIP_READY
     assert container["livenessProbe"]["httpGet"]["path"] == OIP_LIVE
