@@ -110,18 +110,20 @@ class Balancer:
             self.proc = subprocess.Popen([tool("haproxy"), "-db", "-f", str(config)], cwd=tmp, env=env,
                                          stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
         self._stats = None
+        self._stats_lock = threading.Lock()  # one keep-alive connection, shared with RoutingWatch's thread
 
     def servers(self, backend: str = "dendrite_rest") -> dict[str, dict[str, str]]:
         """HAProxy's stats CSV rows of one backend's servers, by server name."""
-        if self._stats is None:
-            self._stats = http.client.HTTPConnection("127.0.0.1", self.stats_port, timeout=5)
-        try:
-            self._stats.request("GET", "/stats;csv")
-            text = self._stats.getresponse().read().decode()
-        except (OSError, http.client.HTTPException):
-            self._stats.close()
-            self._stats = None
-            raise
+        with self._stats_lock:
+            if self._stats is None:
+                self._stats = http.client.HTTPConnection("127.0.0.1", self.stats_port, timeout=5)
+            try:
+                self._stats.request("GET", "/stats;csv")
+                text = self._stats.getresponse().read().decode()
+            except (OSError, http.client.HTTPException):
+                self._stats.close()
+                self._stats = None
+                raise
         rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
         return {r["svname"]: r for r in rows if r["pxname"] == backend and r["svname"] not in ("FRONTEND", "BACKEND")}
 
