@@ -159,8 +159,8 @@ def test_keda_derived_hpa_is_valid(version):
                 "metric": {"name": f"s{len(metrics)}-prometheus"},
                 "target": {"type": "AverageValue", "averageValue": t["metadata"]["threshold"]}}})  # fmt: skip
         else:
-            metrics.append({"type": "Resource", "resource": {
-                "name": t["type"], "target": {"type": t["metricType"], "averageUtilization": int(t["metadata"]["value"])}}})  # fmt: skip
+            target = {"type": t["metricType"], "averageUtilization": int(t["metadata"]["value"])}
+            metrics.append({"type": "Resource", "resource": {"name": t["type"], "target": target}})
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "keda-hpa-dendrite"},
            "spec": {"scaleTargetRef": spec["scaleTargetRef"], "minReplicas": spec["minReplicaCount"],
                     "maxReplicas": spec["maxReplicaCount"], "metrics": metrics,

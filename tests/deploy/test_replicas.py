@@ -392,8 +392,8 @@ def test_compose_replicas_profile_matches_the_config():
     text = CONFIG.read_text()
     templates = dict(re.findall(r"^\s*server-template\s+\S+\s+\S+\s+([\w-]+):(\d+)", text, re.M)[:1])
     assert templates == {"replica": replica["environment"]["DENDRITE_HTTP_PORT"]}, templates
-    assert re.search(rf"^\s*server-template\s+.*\breplica:{replica['environment']['DENDRITE_GRPC_PORT']}\b.*\bproto h2\b",
-                     text, re.M)  # fmt: skip
+    grpc_port = replica["environment"]["DENDRITE_GRPC_PORT"]
+    assert re.search(rf"^\s*server-template\s+.*\breplica:{grpc_port}\b.*\bproto h2\b", text, re.M)
     binds = re.findall(r'^\s*bind "\$\{BALANCER_\w+_BIND-:(\d+)\}"', text, re.M)
     published = {tuple(p.split(":")[-2:]) for p in balancer["ports"]}  # (host port, container port)
     assert published == {(p, p) for p in binds}, (binds, balancer["ports"])
