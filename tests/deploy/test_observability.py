@@ -12,7 +12,8 @@ against that Prometheus.
 - Checks: Prometheus' counts equal the traffic sent; every dashboard query (template variables
   substituted) is valid, returns series, and its legend / table columns name labels those
   series have; every variable query finds the model and instance; every alert expression is
-  valid, Prometheus evaluated every rule without error, and every alert's signals return series.
+  valid, Prometheus evaluated every rule without error, and every alert's signals return series;
+  every query the KEDA ScaledObject scales on gives one unlabelled value and its signals series.
 """
 
 from __future__ import annotations
@@ -279,3 +280,19 @@ def test_prometheus_evaluated_every_rule_without_error(stack):
         assert r.get("lastEvaluation", "").startswith("20"), f"{r['name']} never evaluated"
     firing = {r["name"] for r in rules if r.get("state") == "firing"}
     assert not firing & {"DendriteTargetDown", "DendriteNoTargets", "DendriteModelNotReady"}, firing
+
+
+SCALING = promql.scaling_queries(DEPLOY / "k8s" / "keda" / "scaledobject.yaml")
+
+
+@pytest.mark.parametrize("name,query", sorted(SCALING.items()))
+def test_scaling_query_gives_keda_one_value(stack, name: str, query: str):
+    result = _query(stack["prom"], query)
+    assert len(result) == 1 and result[0]["metric"] == {}, f"{name}: KEDA needs exactly one unlabelled value: {result}"
+    value = float(result[0]["value"][1])
+    for part in promql.signals(query):
+        assert _query(stack["prom"], part), f"{name}: {part!r} returned no series after traffic"
+    if "rate(" in query:  # requests were in progress during the last minute
+        assert value > 0, f"{name}: {query} -> {value}"
+    else:
+        assert value >= 0, f"{name}: {query} -> {value}"

