@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.tools import DEPLOY, ROOT, tool
+from tests.deploy.tools import DEPLOY, ROOT, compose_env, tool
 from tests.support import affine_model, free_port, write_model
 
 pytestmark = pytest.mark.timeout(120)
@@ -382,7 +382,7 @@ def test_compose_replicas_profile_matches_the_config():
 
     compose_file = ROOT / "docker-compose.yml"
     r = subprocess.run([tool("docker-compose"), "-f", str(compose_file), "--profile", "replicas", "config", "-q"],
-                       capture_output=True, text=True, timeout=60)  # fmt: skip
+                       capture_output=True, text=True, timeout=60, env=compose_env())  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     services = yaml.safe_load(compose_file.read_text())["services"]
     replica, balancer = services["replica"], services["balancer"]

@@ -10,7 +10,6 @@ fails here instead of passing.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.tools import DEPLOY, ROOT, python_module, run, tool
+from tests.deploy.tools import DEPLOY, ROOT, compose_env, python_module, run, tool
 
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -121,25 +120,19 @@ def _compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def _compose_env(**extra: str) -> dict:
-    """The environment compose runs with: the required Grafana password set, no stray overrides."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GRAFANA_ADMIN_PASSWORD", "MONITORING_BIND_ADDRESS")}
-    return {**env, "GRAFANA_ADMIN_PASSWORD": "not-a-default", **extra}
-
-
 @pytest.mark.parametrize("profile", [None, "gpu"])
 def test_compose_config_valid(profile):
     compose = tool("docker-compose")
     args = [compose, "-f", str(COMPOSE)] + (["--profile", profile] if profile else []) + ["config", "-q"]
-    r = run(args, env=_compose_env())
+    r = run(args, env=compose_env())
     assert r.returncode == 0, r.stdout + r.stderr
-    services = set(run(args[:-1] + ["--services"], env=_compose_env()).stdout.split())
+    services = set(run(args[:-1] + ["--services"], env=compose_env()).stdout.split())
     assert {"dendrite", "dendrite-gpu", "prometheus", "grafana"} <= services, services
 
 
 def test_compose_has_no_default_grafana_password():
     compose = tool("docker-compose")
-    env = _compose_env()
+    env = compose_env()
     del env["GRAFANA_ADMIN_PASSWORD"]
     r = run([compose, "-f", str(COMPOSE), "config", "-q"], env=env)
     assert r.returncode != 0 and "set GRAFANA_ADMIN_PASSWORD" in r.stderr, r.stderr
@@ -150,7 +143,7 @@ def test_compose_has_no_default_grafana_password():
 @pytest.mark.parametrize("bind, expected", [(None, "127.0.0.1"), ("0.0.0.0", "0.0.0.0")])
 def test_compose_monitoring_ports_are_loopback_unless_overridden(bind, expected):
     compose = tool("docker-compose")
-    env = _compose_env(**({"MONITORING_BIND_ADDRESS": bind} if bind else {}))
+    env = compose_env(**({"MONITORING_BIND_ADDRESS": bind} if bind else {}))
     r = run([compose, "-f", str(COMPOSE), "config"], env=env)
     assert r.returncode == 0, r.stderr
     svc = yaml.safe_load(r.stdout)["services"]

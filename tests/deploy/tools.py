@@ -59,3 +59,10 @@ def python_module(module: str) -> None:
         if required():
             pytest.fail(message)
         pytest.skip(message)
+
+
+def compose_env(**extra: str) -> dict:
+    """The environment docker-compose runs with in tests: the required Grafana password set, no stray
+    overrides from the caller's shell."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GRAFANA_ADMIN_PASSWORD", "MONITORING_BIND_ADDRESS")}
+    return {**env, "GRAFANA_ADMIN_PASSWORD": "not-a-default", **extra}
