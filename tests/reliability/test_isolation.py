@@ -53,6 +53,7 @@ def test_concurrent_load_and_unload_of_one_model_leak_nothing(tmp_path):
         during = open_sessions() - before
         assert during == loaded, f"{during} sessions open, {loaded} in the repository: the rest leaked"
         assert set(codes) <= {200, 404} and 200 in codes, codes  # 404: unload of a model not loaded
+        assert repository._locks == {}, "a per-model lock outlived its last user"
         assert httpx.post(f"{s.url}/v2/repository/models/m/load").status_code == 200
         index = httpx.get(f"{s.url}/v2/repository/index").json()
         assert [(r["name"], r.get("version"), r["state"]) for r in index] == [("m", "1", "READY")]
