@@ -19,12 +19,13 @@
   concatenated batch.
 - If the scheduling loop itself dies (a bug), its queued requests fail at once with
   ``ModelNotReady`` (503 / UNAVAILABLE) instead of waiting for their clients to give up, and a
-  new loop starts.
+  new loop starts. A batch whose task raises (a bug, not an inference error) fails its requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -358,6 +359,18 @@ class DynamicBatcher:
             self._held = None
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(functools.partial(self._batch_ended, batch))
+
+    def _batch_ended(self, batch: list[_Request], task: asyncio.Task) -> None:
+        # Inference errors are answered inside the task; anything else raised there would leave
+        # the batch's callers waiting forever.
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("%s: a batch of %d request(s) failed unexpectedly", self.name, len(batch), exc_info=task.exception())
+        error = InferenceFailed(f"{self.name}: the batch failed unexpectedly (the server log has the details)")
+        for r in batch:
+            if not r.future.done():
+                r.future.set_exception(error)
 
     def _nobody_else_coming(self) -> bool:
         return self.delay_policy == "adaptive" and partial_batch_complete(

@@ -56,7 +56,7 @@ class ModelEntry:
         self.error = message
 
     def version_loaded(self, mv: ModelVersion) -> None:
-        """Log a version's load failure once per change: poll mode retries a corrupt file on every scan."""
+        """Log a version's load failure once per change, however often it is retried."""
         self._say_once(mv.version, "" if mv.state is State.READY else f"failed to load: {mv.reason}", logging.ERROR)
 
     def ready_versions(self) -> list[ModelVersion]:
@@ -71,7 +71,7 @@ class ModelRepository:
         self.models: dict[str, ModelEntry] = {}
         self._poll_task: asyncio.Task | None = None
         # Per model name, not per entry: unload drops the entry, and a load that waited on the
-        # entry's own lock went on loading into the dropped entry (its sessions never closed).
+        # entry's own lock went on loading into the dropped entry (not in the index, never closed).
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager

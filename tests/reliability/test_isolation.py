@@ -53,6 +53,7 @@ def test_concurrent_load_and_unload_of_one_model_leak_nothing(tmp_path):
         during = open_sessions() - before
         assert during == loaded, f"{during} sessions open, {loaded} in the repository: the rest leaked"
         assert set(codes) <= {200, 404} and 200 in codes, codes  # 404: unload of a model not loaded
+        assert repository._locks == {}, "a per-model lock outlived its last user"
         assert httpx.post(f"{s.url}/v2/repository/models/m/load").status_code == 200
         index = httpx.get(f"{s.url}/v2/repository/index").json()
         assert [(r["name"], r.get("version"), r["state"]) for r in index] == [("m", "1", "READY")]
@@ -119,18 +120,27 @@ def test_corrupt_new_version_under_poll_keeps_the_old_one_and_is_logged_once(tmp
 
 
 class FailsOnce:
-    """A batcher's metric hooks, except that the scheduler's next dispatch raises once: a stand-in
-    for a bug in the scheduling loop."""
+    """A batcher's metric hooks, except that the scheduler's next dispatch (``at="dispatch"``) or
+    the next batch's end (``at="executed"``) raises once: a stand-in for a bug in the batcher."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, at: str = "dispatch"):
         self.inner = inner
+        self.at = at
         self.armed = True
 
-    def queued(self, delta: int) -> None:
-        if delta < 0 and self.armed:
+    def _fault(self, at: str) -> None:
+        if self.armed and self.at == at:
             self.armed = False
-            raise RuntimeError("injected scheduler fault")
+            raise RuntimeError(f"injected fault at {at}")
+
+    def queued(self, delta: int) -> None:
+        if delta < 0:
+            self._fault("dispatch")
         self.inner.queued(delta)
+
+    def executed(self, rows: int, compute_s: float, queue_waits: list[float]) -> None:
+        self._fault("executed")
+        self.inner.executed(rows, compute_s, queue_waits)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -184,3 +194,22 @@ def test_a_missing_startup_model_is_that_models_problem_only(tmp_path):
         assert index["gone"]["state"] == "UNAVAILABLE" and "has no config.yaml" in index["gone"]["reason"], index
         r = httpx.post(f"{s.url}/v2/models/gone/infer", json=BODY)
         assert r.status_code == 503 and "has no config.yaml" in r.json()["error"], r.text
+
+
+def test_a_batch_task_that_raises_fails_its_requests_instead_of_leaving_them_waiting(tmp_path, caplog):
+    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 64,
+                                                "dynamic_batching": {"max_queue_delay_microseconds": 300_000}})
+    with caplog.at_level(logging.INFO), live_server(tmp_path) as s:
+        batcher = s.service.repository.get("m").default_graph.batcher
+        batcher.observer = FailsOnce(batcher.observer, at="executed")
+
+        async def burst(n: int) -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=s.url, timeout=10) as http:
+                return await asyncio.gather(*(http.post("/v2/models/m/infer", json=BODY) for _ in range(n)))
+
+        first = asyncio.run(burst(8))
+        assert [r.status_code for r in first] == [500] * 8, [r.text for r in first]
+        assert all("the batch failed unexpectedly" in r.json()["error"] and "Error" not in r.text for r in first)
+        assert [r.status_code for r in asyncio.run(burst(8))] == [200] * 8
+    failed = said(caplog, "a batch of")
+    assert failed == ["m/1: a batch of 8 request(s) failed unexpectedly"], failed
