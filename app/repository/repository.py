@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import Settings
-from app.errors import InvalidInput, ModelNotReady, NotFound
+from app.errors import InvalidInput, ModelNotReady, ModelTraining, NotFound
 from app.metrics import Metrics
 from app.repository.config import ConfigError, ModelConfig, load_config
 from app.repository.model import ModelVersion, State
+from app.repository.training import TrainingStatus, read_status
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,27 @@ class ModelEntry:
     error: str = ""  # config-level problem (bad YAML, no versions)
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    folder: Path | None = None
+
+    def training(self) -> TrainingStatus | None:
+        """The trainer's report while this model has no version yet (read fresh: it changes every few seconds)."""
+        if self.versions or self.folder is None:
+            return None
+        return read_status(self.folder)
+
+    def state(self) -> tuple[State, str]:
+        """The model's state as a whole (the best of its versions) and the reason when not READY."""
+        if self.ready_versions():
+            return State.READY, ""
+        if self.versions:
+            mv = self.versions[max(self.versions)]
+            return mv.state, self.error or mv.reason
+        status = self.training()
+        if status is not None and status.active:
+            return State.PENDING, status.describe()
+        if status is not None:  # failed, or the trainer died: that is the reason, not "no version folders"
+            return State.UNAVAILABLE, status.describe()
+        return State.UNAVAILABLE, self.error or "no version loaded"
 
     def set_error(self, message: str, level: int = logging.WARNING) -> None:
         """Record (or clear, with "") the model-level problem; log it only when it changes, since poll
@@ -88,7 +110,7 @@ class ModelRepository:
         """(Re)load a model: read its config, load the versions its policy selects that are not
         loaded yet, then retire the versions it no longer selects. Errors stay on the model."""
         folder = self._model_dir(name)
-        entry = self.models.setdefault(name, ModelEntry(name))
+        entry = self.models.setdefault(name, ModelEntry(name, folder=folder))
         async with entry.lock:
             cfg_path = next((folder / c for c in CONFIG_FILES if (folder / c).is_file()), None)
             if cfg_path is None:
@@ -222,7 +244,31 @@ class ModelRepository:
             return ready[-1]
         if entry.versions:
             return entry.versions[max(entry.versions)]  # not ready: the caller reports its state
-        raise ModelNotReady(f"model {name!r} is not available: {entry.error or 'no version loaded'}")
+        state, reason = entry.state()
+        if state is State.PENDING:
+            status = entry.training()
+            eta = status.eta_seconds if status is not None else None
+            # Retry-After: the ETA when it is near, else a poll-sized wait (clients should not spin)
+            raise ModelTraining(f"model {name!r} is being trained ({reason})",
+                                retry_after=int(min(60, max(1, eta if eta is not None else 30))))  # fmt: skip
+        raise ModelNotReady(f"model {name!r} is not available: {reason}")
+
+    def expected(self) -> list[str]:
+        """The models the server is configured to serve: every model of the repository, or in
+        explicit mode the startup models and those loaded through the repository API."""
+        if self.settings.model_control_mode == "explicit":
+            return sorted(set(self.settings.startup_models) | set(self.models))
+        return sorted(set(self.discover()) | set(self.models))
+
+    def waiting(self, names: list[str]) -> list[str]:
+        """Of ``names``, those not READY, each as "name (STATE: reason)"."""
+        out = []
+        for name in names:
+            entry = self.models.get(name)
+            state, reason = entry.state() if entry is not None else (State.UNAVAILABLE, "not loaded")
+            if state is not State.READY:
+                out.append(f"{name} ({state.value}" + (f": {reason})" if reason else ")"))
+        return out
 
     def index(self) -> list[dict]:
         """Repository index: every model on disk or loaded, with each version's state."""
@@ -232,8 +278,9 @@ class ModelRepository:
             if entry is None or (not entry.versions and not entry.error):
                 rows.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
                 continue
-            if entry.error and not entry.versions:
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.error})
+            if not entry.versions:
+                state, reason = entry.state()
+                rows.append({"name": name, "state": state.value, "reason": reason})
             for v, mv in sorted(entry.versions.items()):
                 row = {"name": name, "version": str(v), "state": mv.state.value, "reason": mv.reason}
                 if mv.graphs:
