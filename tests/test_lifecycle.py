@@ -116,6 +116,7 @@ def test_pending_model_then_ready_with_strict_readiness(tmp_path, capsys):
         metrics = httpx.get(f"{s.url}/metrics").text
         assert f'dendrite_requests_total{{model="{TRAINEE}",outcome="training",protocol="rest",version=""}} 1.0' in metrics
         assert 'dendrite_requests_total{model="",outcome="not_found",protocol="rest",version=""} 1.0' in metrics
+        assert f'dendrite_model_state{{model="{TRAINEE}",state="PENDING"}} 1.0' in metrics
 
         # the trainer publishes: READY, and the server with it
         publish(root)

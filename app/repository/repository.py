@@ -81,6 +81,7 @@ class ModelRepository:
         self.metrics = metrics
         self.models: dict[str, ModelEntry] = {}
         self._poll_task: asyncio.Task | None = None
+        metrics.track_model_states(self.model_states)
 
     # ------------------------------------------------------------------ discovery
     def _model_dir(self, name: str) -> Path:
@@ -161,13 +162,17 @@ class ModelRepository:
         mv = ModelVersion(name, version, config, folder / str(version))
         start = time.perf_counter()
         self.metrics.model_ready.labels(*mv.key).set(0)
+        failures = self.metrics.load_failures.labels(*mv.key)  # a 0 series from the first load on
         try:
             await asyncio.to_thread(mv.load_sync, self.settings)
             mv.start_batchers(self.settings, self.metrics)
         except Exception as exc:  # noqa: BLE001 - any failure isolates this version, never the server
             mv.state, mv.reason = State.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
             log.error("model %s version %d failed to load: %s", name, version, mv.reason)
+            failures.inc()
             return mv
+        finally:
+            self.metrics.load_duration.labels(*mv.key).observe(time.perf_counter() - start)
         mv.state, mv.loaded_at = State.READY, time.time()
         log.info("model %s version %d READY on %s (%.2fs)", name, version, sorted(set(mv.providers)),
                  time.perf_counter() - start)  # fmt: skip
@@ -269,6 +274,11 @@ class ModelRepository:
             if state is not State.READY:
                 out.append(f"{name} ({state.value}" + (f": {reason})" if reason else ")"))
         return out
+
+    def model_states(self) -> list[tuple[str, str]]:
+        """(model, state) for every model on disk or loaded (the dendrite_model_state gauge)."""
+        return [(name, self.models[name].state()[0].value if name in self.models else State.UNAVAILABLE.value)
+                for name in sorted(set(self.discover()) | set(self.models))]  # fmt: skip
 
     def index(self) -> list[dict]:
         """Repository index: every model on disk or loaded, with each version's state."""
