@@ -84,6 +84,11 @@ def test_pending_model_then_ready_with_strict_readiness(tmp_path, capsys):
         (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(TRAINEE)]
         assert line.split()[:3] == [TRAINEE, "-", "PENDING"] and line.endswith(progress)
 
+        index = stub.RepositoryIndex(pb.RepositoryIndexRequest())
+        assert [(m.name, m.version, m.state, m.reason) for m in index.models] == [
+            ("affine", "1", "READY", ""), (TRAINEE, "", "PENDING", progress)]
+        assert [m.name for m in stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True)).models] == ["affine"]
+
         # a request to it: 503, Retry-After, and what is going on (not "not found")
         r = httpx.post(f"{s.url}/v2/models/{TRAINEE}/infer", json=BODY)
         assert r.status_code == 503 and r.json() == {"error": f"model '{TRAINEE}' is being trained ({progress})"}

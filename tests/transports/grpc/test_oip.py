@@ -537,7 +537,8 @@ def test_reflection_lists_and_describes_the_services(channel):
     file = descriptor_pb2.FileDescriptorProto.FromString(proto)
     assert file.package == "inference"
     assert [m.name for m in file.service[0].method] == [
-        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer"]
+        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer",
+        "RepositoryIndex"]
     (stream,) = [m for m in file.service[0].method if m.name == "ModelStreamInfer"]
     assert stream.client_streaming and stream.server_streaming
     assert stream.output_type == ".inference.ModelStreamInferResponse"
