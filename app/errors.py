@@ -104,6 +104,11 @@ class InferenceFailed(DendriteError):
     grpc_code = "INTERNAL"
 
 
+# Outcomes that are the caller's doing (4xx), and those that are nobody's failure: the rest are the server's.
+CLIENT_OUTCOMES = frozenset({"client_error", "not_found"})
+NOT_FAILURES = frozenset({"success", "cancelled"})
+
+
 def outcome_of(exc: BaseException | None) -> str:
     """Metric label for a request's outcome."""
     if exc is None:
