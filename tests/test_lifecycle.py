@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -182,3 +183,19 @@ def test_tritonclient_is_model_ready(tmp_path):
                                TRAINEE], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
+
+
+def test_predict_to_a_default_model_in_training_says_so(tmp_path, capsys):
+    """What `make serve` starts with: the committed config.yaml, no version, the trainer at work."""
+    root = Path(__file__).resolve().parents[1]
+    model = tmp_path / "sentiment-minilm"
+    model.mkdir()
+    shutil.copy(root / "models" / "sentiment-minilm" / "config.yaml", model / "config.yaml")
+    write_status(model, "queued", message="fashion-cnn")
+    with live_server(tmp_path, grpc=True, model_control_mode="poll", repository_poll_seconds=POLL) as s:
+        r = httpx.post(f"{s.url}/predict/sentiment", json={"texts": ["great"]})
+        message = "model 'sentiment-minilm' is being trained (queued for training behind fashion-cnn)"
+        assert r.status_code == 503 and r.json() == {"error": message} and int(r.headers["retry-after"]) >= 1
+        for transport in (["--url", s.url], ["--grpc", "--grpc-target", s.grpc_target]):
+            assert main(["predict", "sentiment", "great", *transport]) == 1
+            assert message in capsys.readouterr().err
