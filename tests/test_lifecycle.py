@@ -199,3 +199,16 @@ def test_predict_to_a_default_model_in_training_says_so(tmp_path, capsys):
         for transport in (["--url", s.url], ["--grpc", "--grpc-target", s.grpc_target]):
             assert main(["predict", "sentiment", "great", *transport]) == 1
             assert message in capsys.readouterr().err
+
+
+def test_strict_readiness_counts_the_models_of_the_control_mode(tmp_path):
+    """none: the models found at start; poll: the repository as it is now (a new folder counts at once)."""
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 4})
+    with live_server(tmp_path) as s:
+        write_model(tmp_path, "late", None, {"max_batch_size": 4}, versions=())
+        assert httpx.get(f"{s.url}/v2/health/ready").status_code == 200  # not served in none mode: not awaited
+    with live_server(tmp_path, model_control_mode="poll", repository_poll_seconds=60) as s:
+        (tmp_path / "later").mkdir()
+        (tmp_path / "later" / "config.yaml").write_text("max_batch_size: 4\n")
+        r = httpx.get(f"{s.url}/v2/health/ready")
+        assert r.status_code == 503 and "late (UNAVAILABLE" in r.json()["error"] and "later (UNAVAILABLE: not loaded)" in r.json()["error"]

@@ -262,11 +262,14 @@ class ModelRepository:
         raise ModelNotReady(f"model {name!r} is not available: {reason}")
 
     def expected(self) -> list[str]:
-        """The models the server is configured to serve: every model of the repository, or in
-        explicit mode the startup models and those loaded through the repository API."""
-        if self.settings.model_control_mode == "explicit":
+        """The models the server is configured to serve: those loaded at start (none), every model of the
+        repository as it is now (poll), or the startup models and those loaded through the API (explicit)."""
+        mode = self.settings.model_control_mode
+        if mode == "explicit":
             return sorted(set(self.settings.startup_models) | set(self.models))
-        return sorted(set(self.discover()) | set(self.models))
+        if mode == "poll":
+            return sorted(set(self.discover()) | set(self.models))
+        return sorted(self.models)
 
     def waiting(self, names: list[str]) -> list[str]:
         """Of ``names``, those not READY, each as "name (STATE: reason)"."""
