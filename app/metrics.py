@@ -119,7 +119,8 @@ class _ModelStates(Collector):
     def collect(self):
         family = GaugeMetricFamily(
             "dendrite_model_state", "1 for the state each model of the repository is in (PENDING: its version is "
-            "being trained; LOADING; READY; UNAVAILABLE; UNLOADING), 0 for the other states.", labels=("model", "state"))
+            "being trained; LOADING; READY; UNAVAILABLE; UNLOADING), 0 for the other states.",
+            labels=("model", "state"))
         for model, current in self.states():
             for state in MODEL_STATES:
                 family.add_metric([model, state], 1.0 if state == current else 0.0)

@@ -115,12 +115,14 @@ def test_pending_model_then_ready_with_strict_readiness(tmp_path, capsys):
         assert r.status_code == 503 and r.json() == {
             "ready": False, "error": f"waiting for 1 of 2 model(s) to be READY: {TRAINEE} (PENDING: {progress})"}
         assert stub.ServerReady(pb.ServerReadyRequest()).ready is False
-        assert health.Check(health_pb2.HealthCheckRequest(service="")).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        assert health.Check(health_pb2.HealthCheckRequest(service="")).status == not_serving
         assert httpx.get(f"{s.url}/").status_code == 200  # the playground still works
 
         # every answer counted, the unknown model under model=""
         metrics = httpx.get(f"{s.url}/metrics").text
-        assert f'dendrite_requests_total{{model="{TRAINEE}",outcome="training",protocol="rest",version=""}} 1.0' in metrics
+        counted = f'dendrite_requests_total{{model="{TRAINEE}",outcome="training",protocol="rest",version=""}} 1.0'
+        assert counted in metrics
         assert 'dendrite_requests_total{model="",outcome="not_found",protocol="rest",version=""} 1.0' in metrics
         assert f'dendrite_model_state{{model="{TRAINEE}",state="PENDING"}} 1.0' in metrics
 
@@ -211,4 +213,5 @@ def test_strict_readiness_counts_the_models_of_the_control_mode(tmp_path):
         (tmp_path / "later").mkdir()
         (tmp_path / "later" / "config.yaml").write_text("max_batch_size: 4\n")
         r = httpx.get(f"{s.url}/v2/health/ready")
-        assert r.status_code == 503 and "late (UNAVAILABLE" in r.json()["error"] and "later (UNAVAILABLE: not loaded)" in r.json()["error"]
+        waiting = r.json()["error"]
+        assert r.status_code == 503 and "late (UNAVAILABLE" in waiting and "later (UNAVAILABLE: not loaded)" in waiting

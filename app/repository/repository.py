@@ -126,10 +126,12 @@ class ModelRepository:
             config_changed = entry.config is not None and entry.config != config
             entry.config = config
             wanted = config.version_policy.select(self._versions_on_disk(folder))
-            if not wanted and read_status(folder) is not None:  # the state says how far training is
+            if wanted:
+                entry.set_error("")
+            elif read_status(folder) is not None:  # the model's state says how far training is
                 entry.set_error("no version yet: a trainer is producing one", logging.INFO)
             else:
-                entry.set_error("" if wanted else f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}")
+                entry.set_error(f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}")
             # A changed config reloads every version (new batching or instances); otherwise only new ones.
             to_load = [v for v in wanted if config_changed or v not in entry.versions
                        or entry.versions[v].state is State.UNAVAILABLE]  # fmt: skip

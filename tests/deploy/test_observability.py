@@ -14,7 +14,8 @@ against that Prometheus.
   gRPC ModelInfer successes (protocol="grpc"), and requests to an unknown model (not_found), the
   corrupt one (unavailable) and the one in training (training).
 - Checks: Prometheus' counts equal the traffic sent, every outcome sent is there and no `_created`
-  series exists; DendriteModelNotReady fires for both never-ready models, and only for them; every dashboard query (template variables
+  series exists; DendriteModelNotReady fires for both never-ready models, and only for them;
+  every dashboard query (template variables
   substituted) is valid, returns series, and its legend / table columns name labels those
   series have; every variable query finds the model and instance; every alert expression is
   valid, Prometheus evaluated every rule without error, and every alert's signals return series.
