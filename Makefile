@@ -8,7 +8,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PROTO_STUBS := app/transports/grpc/generated
 TRITON_VENV := .venv-tritonclient
-TRITON_STAMP := $(TRITON_VENV)/.installed
+TRITON_STAMP := $(TRITON_VENV)/.installed-grpc-http
 
 .PHONY: help install serve test protos check-protos bench data models system-deps docs clean
 
@@ -41,11 +41,11 @@ test: install system-deps data $(TRITON_STAMP) ## run the test suite (data: the 
 	DENDRITE_REQUIRE_DEPLOY_TOOLS=1 DENDRITE_TRITONCLIENT_PYTHON=$(abspath $(TRITON_VENV))/bin/python \
 		$(BIN)/python -m pytest -q
 
-# NVIDIA's own client library talks to the gRPC server in a test; it needs protobuf < 7, which the
+# NVIDIA's own client library talks to the gRPC and HTTP servers in tests; it needs protobuf < 7, which the
 # project's venv (grpcio-tools) cannot have, so it gets a venv of its own.
 $(TRITON_STAMP):
 	test -x $(TRITON_VENV)/bin/python || $(PY) -m venv $(TRITON_VENV)
-	$(TRITON_VENV)/bin/pip install -q "tritonclient[grpc]>=2.40,<3" "protobuf<7"
+	$(TRITON_VENV)/bin/pip install -q "tritonclient[grpc,http]>=2.40,<3" "protobuf<7"
 	touch $@
 
 docs: install ## regenerate docs/configuration.md from app/config.py

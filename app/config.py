@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     repository_api_enabled: bool = Field(
         False, description="Expose POST /v2/repository/models/{m}/load and /unload (off unless enabled)."
     )
+    strict_readiness: bool = Field(
+        True, description="true: the server is ready (GET /v2/health/ready 200, gRPC ServerReady and health "
+        "SERVING) only when every model it is configured to serve is READY, as Triton does. false: ready once the "
+        "server is up and the startup models (explicit mode: DENDRITE_STARTUP_MODELS) are READY; per-model "
+        "readiness is exact either way. What each means for Kubernetes probes: docs/deploy.md.",
+    )
     unload_drain_seconds: float = Field(30.0, ge=0, description="How long unloading waits for in-flight requests.")
 
     default_models: dict[str, str] = Field(

@@ -18,7 +18,7 @@ import numpy as np
 from app import __version__
 from app.codecs.datatypes import oip_datatype
 from app.config import Settings
-from app.errors import DendriteError, Forbidden, InvalidInput, NotFound, outcome_of
+from app.errors import DendriteError, Forbidden, InvalidInput, ModelNotReady, NotFound, outcome_of
 from app.metrics import Metrics
 from app.repository.config import TensorSpec
 from app.repository.model import ModelVersion, State
@@ -71,6 +71,18 @@ class InferResponse:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Observed:
+    """The labels of a request being counted: the model named, then the version that served it."""
+
+    model: str
+    version: str = ""
+
+    def resolved(self, mv: ModelVersion) -> ModelVersion:
+        self.model, self.version = mv.name, str(mv.version)
+        return mv
+
+
 class DataPlane:
     def __init__(self, settings: Settings, repository: ModelRepository, metrics: Metrics):
         self.settings = settings
@@ -84,7 +96,24 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return self.started and not self.shutting_down
+        return not self.not_ready_because()
+
+    def not_ready_because(self) -> str:
+        """Why the server is not ready ("" when it is): starting, shutting down, or the models it
+        waits for (DENDRITE_STRICT_READINESS says which)."""
+        if self.shutting_down:
+            return "server is shutting down"
+        if not self.started:
+            return "server is starting: loading the model repository"
+        s = self.settings
+        if s.strict_readiness:
+            names = self.repository.expected()
+        else:
+            names = list(s.startup_models) if s.model_control_mode == "explicit" else []
+        waiting = self.repository.waiting(names)
+        if waiting:
+            return f"waiting for {len(waiting)} of {len(names)} model(s) to be READY: {'; '.join(waiting)}"
+        return ""
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": self.settings.server_name, "version": __version__, "extensions": EXTENSIONS}
@@ -93,7 +122,11 @@ class DataPlane:
         return self.repository.get(name, version)
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        return self.repository.get(name, version).state is State.READY
+        """False for a known model that is not READY (training, failed, loading); NotFound only for an unknown one."""
+        try:
+            return self.repository.get(name, version).state is State.READY
+        except ModelNotReady:
+            return False
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         mv = self.repository.get(name, version)
@@ -124,26 +157,31 @@ class DataPlane:
 
     # ------------------------------------------------------------------ inference
     @contextmanager
-    def observe(self, mv: ModelVersion, protocol: str) -> Iterator[None]:
-        """Count the request by outcome and time it end to end (used by every entry point)."""
-        labels = (mv.name, str(mv.version), protocol)
+    def observe(self, model: str | None, protocol: str) -> Iterator["Observed"]:
+        """Count every answered request by outcome and time it end to end (used by every entry point),
+        including those refused before a version was found (unknown model, training, unavailable).
+        The caller sets the version once it has resolved one; an unknown model counts as model=""
+        so garbage names cannot grow the series without bound."""
+        seen = Observed(model or "")
         start = time.perf_counter()
         error: BaseException | None = None
         try:
-            yield
+            yield seen
         except BaseException as exc:
             error = exc
             raise
         finally:
             if not isinstance(error, GeneratorExit):
+                name = seen.model if seen.model in self.repository.models else ""
+                labels = (name, seen.version, protocol)
                 self.metrics.requests.labels(*labels, outcome_of(error)).inc()
                 self.metrics.request_duration.labels(*labels).observe(time.perf_counter() - start)
 
     async def infer(
         self, name: str, version: str | None, request: InferRequest, *, protocol: str, deadline: float | None = None
     ) -> InferResponse:
-        mv = self.repository.get(name, version)
-        with self.observe(mv, protocol):
+        with self.observe(name, protocol) as seen:
+            mv = seen.resolved(self.repository.get(name, version))
             mv.require_ready()
             graph_name = request.parameters.get("graph")
             graph = mv.graph(graph_name)
@@ -163,33 +201,35 @@ class DataPlane:
             return InferResponse(mv.name, str(mv.version), outputs, request.id)
 
     # ------------------------------------------------------------------ task endpoints
-    def task_model(self, task: str, name: str | None, version: str | None) -> ModelVersion:
-        """The model version serving a /predict request: the one named, else the task's default."""
-        if name is None:
-            name = self.settings.default_models.get(task)
-            if name not in self.repository.models:
-                candidates = sorted(n for n, e in self.repository.models.items()
-                                    if e.config is not None and e.config.task == task)  # fmt: skip
-                if not candidates:
-                    raise NotFound(f"no model for task {task!r} in the repository")
-                name = candidates[0]
-        mv = self.repository.get(name, version)
-        if mv.config.task != task:
-            raise InvalidInput(f"model {name!r} serves task {mv.config.task!r}, not {task!r}")
-        return mv
+    def task_model_name(self, task: str, name: str | None) -> str:
+        """The model a /predict request goes to: the one named, else the task's default."""
+        if name is not None:
+            return name
+        name = self.settings.default_models.get(task)
+        if name not in self.repository.models:
+            candidates = sorted(n for n, e in self.repository.models.items()
+                                if e.config is not None and e.config.task == task)  # fmt: skip
+            if not candidates:
+                raise NotFound(f"no model for task {task!r} in the repository")
+            name = candidates[0]
+        return name
 
     async def predict(self, task: str, request: TaskRequest, *, protocol: str,
                       deadline: float | None = None) -> dict[str, Any]:  # fmt: skip
         """Pre-processing -> batched inference -> post-processing for one task request."""
-        request.check_limits(self.settings)
-        mv = self.task_model(task, request.model, request.version)
-        with self.observe(mv, protocol), mv.admit():
-            infer = mv.task_infer(deadline)
-            start = time.perf_counter()
-            result = await mv.pipeline.predict(request, infer)
-            self.metrics.processing_duration.labels(mv.name, str(mv.version)).observe(
-                max(0.0, time.perf_counter() - start - infer.waited))
-            return {"model": mv.name, "version": str(mv.version), **result}
+        with self.observe(request.model, protocol) as seen:
+            request.check_limits(self.settings)
+            seen.model = self.task_model_name(task, request.model)
+            mv = seen.resolved(self.repository.get(seen.model, request.version))
+            if mv.config.task != task:
+                raise InvalidInput(f"model {mv.name!r} serves task {mv.config.task!r}, not {task!r}")
+            with mv.admit():
+                infer = mv.task_infer(deadline)
+                start = time.perf_counter()
+                result = await mv.pipeline.predict(request, infer)
+                self.metrics.processing_duration.labels(mv.name, str(mv.version)).observe(
+                    max(0.0, time.perf_counter() - start - infer.waited))
+                return {"model": mv.name, "version": str(mv.version), **result}
 
     # ------------------------------------------------------------------ repository extension
     def repository_index(self) -> list[dict]:

@@ -55,6 +55,13 @@ class ModelNotReady(DendriteError):
     grpc_code = "UNAVAILABLE"
 
 
+class ModelTraining(ModelNotReady):
+    """The model has no version yet and a trainer is producing one: retry later (REST adds Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: int = 30):
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
 class Overloaded(DendriteError):
     """A bounded queue is full: the client should retry later (REST adds Retry-After)."""
 
@@ -97,6 +104,11 @@ class InferenceFailed(DendriteError):
     grpc_code = "INTERNAL"
 
 
+# Outcomes that are the caller's doing (4xx), and those that are nobody's failure: the rest are the server's.
+CLIENT_OUTCOMES = frozenset({"client_error", "not_found"})
+NOT_FAILURES = frozenset({"success", "cancelled"})
+
+
 def outcome_of(exc: BaseException | None) -> str:
     """Metric label for a request's outcome."""
     if exc is None:
@@ -107,6 +119,10 @@ def outcome_of(exc: BaseException | None) -> str:
         return "rejected"
     if isinstance(exc, DeadlineExceeded):
         return "timeout"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, ModelTraining):
+        return "training"
     if isinstance(exc, DendriteError) and exc.http_status < 500:
         return "client_error"
     if isinstance(exc, ModelNotReady):

@@ -9,6 +9,8 @@ Average batch size is ``rate(dendrite_inference_count_total) / rate(dendrite_exe
 
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,14 +18,23 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# Every counter and histogram would otherwise also export a `*_created` series per label set:
+# twice the series for a timestamp no rule or panel reads.
+disable_created_metrics()
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+MODEL_STATES = ("PENDING", "LOADING", "READY", "UNAVAILABLE", "UNLOADING")
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 
@@ -36,8 +47,10 @@ class Metrics:
         req = ("model", "version", "protocol")
         mv = ("model", "version")
         self.requests = Counter(
-            "dendrite_requests", "Inference requests by outcome (success, client_error, rejected, timeout, "
-            "unavailable, cancelled (client gone), server_error).", (*req, "outcome"), registry=r)  # fmt: skip
+            "dendrite_requests", "Requests answered, by outcome (success, client_error, not_found, rejected, "
+            "timeout, unavailable, training, cancelled (client gone), server_error). A model the server does not "
+            "know counts as model=\"\"; a request refused before a version was chosen has version=\"\".",
+            (*req, "outcome"), registry=r)  # fmt: skip
         self.request_duration = Histogram(
             "dendrite_request_duration_seconds", "End-to-end request latency inside the server.", req,
             buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
@@ -64,10 +77,22 @@ class Metrics:
             "cancelled).", (*mv, "reason"), registry=r)  # fmt: skip
         self.model_ready = Gauge(
             "dendrite_model_ready", "1 when the model version serves requests, else 0.", mv, registry=r)
+        self.load_duration = Histogram(
+            "dendrite_model_load_duration_seconds", "Time to load a model version (sessions, checks, warm-up), "
+            "successful or not.", mv, buckets=LOAD_BUCKETS, registry=r)  # fmt: skip
+        self.load_failures = Counter(
+            "dendrite_model_load_failures", "Model version loads that failed (the reason is in the log and the "
+            "repository index).", mv, registry=r)  # fmt: skip
         self.instance_info = Gauge(
             "dendrite_instance_info", "One series per ONNX Runtime session; `provider` is what it really runs on "
             "(session.get_providers()[0]). (`session`, not `instance`: Prometheus owns that label.)",
             (*mv, "graph", "session", "provider"), registry=r)  # fmt: skip
+
+    def track_model_states(self, states: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        """Export ``dendrite_model_state{model, state}`` (1 for the model's state, 0 for the others) for
+        every ``(model, state)`` that ``states`` gives at scrape time: every model of the repository,
+        including those with no version to put a per-version series on."""
+        self.registry.register(_ModelStates(states))
 
     def expose(self) -> bytes:
         return generate_latest(self.registry)
@@ -82,3 +107,21 @@ class Metrics:
         for labels in list(self.instance_info._metrics):  # noqa: SLF001 - prometheus_client has no public lookup
             if labels[0] == model and labels[1] == version:
                 self.instance_info.remove(*labels)
+
+
+class _ModelStates(Collector):
+    def __init__(self, states: Callable[[], Iterable[tuple[str, str]]]):
+        self.states = states
+
+    def describe(self):  # no samples at registration: the repository is not loaded yet
+        return [GaugeMetricFamily("dendrite_model_state", "", labels=("model", "state"))]
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "dendrite_model_state", "1 for the state each model of the repository is in (PENDING: its version is "
+            "being trained; LOADING; READY; UNAVAILABLE; UNLOADING), 0 for the other states.",
+            labels=("model", "state"))
+        for model, current in self.states():
+            for state in MODEL_STATES:
+                family.add_metric([model, state], 1.0 if state == current else 0.0)
+        yield family

@@ -1,7 +1,9 @@
 """Per-model traffic computed from the server's own Prometheus metrics, for the status panel of
 the playground (``GET /status``): request rate, error ratio and p99 latency over a sliding window.
 
-The numbers are what Prometheus would compute with ``rate(dendrite_requests_total[1m])`` and
+Errors are split as the dashboard splits them: client errors (4xx: bad request, unknown model) and
+server errors (everything else but success and cancelled: unavailable, training, timeout, rejected,
+server_error). The numbers are what Prometheus would compute with ``rate(dendrite_requests_total[1m])`` and
 ``histogram_quantile(0.99, rate(dendrite_request_duration_seconds_bucket[1m]))`` summed over
 protocols, but taken from the in-process registry, so the panel works without a Prometheus server.
 The window's start is a snapshot of the counters taken by an earlier call (at most one per second
@@ -17,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from app.errors import CLIENT_OUTCOMES, NOT_FAILURES
 from app.metrics import Metrics
 
 SeriesKey = tuple[str, str]  # (model, version)
@@ -27,13 +30,15 @@ class SeriesCounts:
     """Cumulative counts of one model version, summed over protocols."""
 
     requests: float = 0.0
-    failures: float = 0.0  # every outcome except success
+    client_errors: float = 0.0
+    server_errors: float = 0.0
     buckets: dict[float, float] = field(default_factory=dict)  # upper bound (inf included) -> cumulative count
 
     def minus(self, earlier: "SeriesCounts") -> "SeriesCounts":
         return SeriesCounts(
             self.requests - earlier.requests,
-            self.failures - earlier.failures,
+            self.client_errors - earlier.client_errors,
+            self.server_errors - earlier.server_errors,
             {le: n - earlier.buckets.get(le, 0.0) for le, n in self.buckets.items()},
         )
 
@@ -45,8 +50,9 @@ Snapshot = dict[SeriesKey, SeriesCounts]
 class Traffic:
     window_seconds: float
     requests_per_second: float
-    error_ratio: float | None  # None: no requests in the window
-    p99_seconds: float | None  # None: no requests in the window
+    client_error_ratio: float | None  # None: no requests in the window
+    server_error_ratio: float | None
+    p99_seconds: float | None
 
 
 def snapshot(metrics: Metrics) -> Snapshot:
@@ -61,8 +67,11 @@ def snapshot(metrics: Metrics) -> Snapshot:
             if sample.name.endswith("_total"):
                 entry = series(sample.labels)
                 entry.requests += sample.value
-                if sample.labels.get("outcome") != "success":
-                    entry.failures += sample.value
+                outcome = sample.labels.get("outcome")
+                if outcome in CLIENT_OUTCOMES:
+                    entry.client_errors += sample.value
+                elif outcome not in NOT_FAILURES:
+                    entry.server_errors += sample.value
     for family in metrics.request_duration.collect():
         for sample in family.samples:
             if sample.name.endswith("_bucket"):
@@ -121,7 +130,8 @@ class TrafficWindow:
             out[key] = Traffic(
                 window_seconds=elapsed,
                 requests_per_second=delta.requests / elapsed,
-                error_ratio=delta.failures / delta.requests if delta.requests > 0 else None,
+                client_error_ratio=delta.client_errors / delta.requests if delta.requests > 0 else None,
+                server_error_ratio=delta.server_errors / delta.requests if delta.requests > 0 else None,
                 p99_seconds=quantile(0.99, delta.buckets),
             )
         return elapsed, out
@@ -137,7 +147,8 @@ def model_status(index: Iterable[dict], tasks: dict[str, str], traffic: dict[Ser
             **row,
             "task": tasks.get(row["name"]),
             "requests_per_second": seen.requests_per_second if seen else 0.0,
-            "error_ratio": seen.error_ratio if seen else None,
+            "client_error_ratio": seen.client_error_ratio if seen else None,
+            "server_error_ratio": seen.server_error_ratio if seen else None,
             "p99_seconds": seen.p99_seconds if seen else None,
             "window_seconds": seen.window_seconds if seen else window_seconds,
         })  # fmt: skip

@@ -12,11 +12,12 @@ from app import errors
     [
         (None, "success"),
         (errors.InvalidInput("x"), "client_error"),
-        (errors.NotFound("x"), "client_error"),
+        (errors.NotFound("x"), "not_found"),
         (errors.PayloadTooLarge("x"), "client_error"),
         (errors.Overloaded("x"), "rejected"),
         (errors.DeadlineExceeded("x"), "timeout"),
         (errors.ModelNotReady("x"), "unavailable"),
+        (errors.ModelTraining("x"), "training"),
         (asyncio.CancelledError(), "cancelled"),  # client gone: not the server's failure
         (errors.InferenceFailed("x"), "server_error"),
         (RuntimeError("x"), "server_error"),

@@ -57,3 +57,32 @@ def test_counters_and_histograms_after_known_traffic(tmp_path):
     assert value(after, "dendrite_model_ready", model="corrupt", version="1") == 0
     assert value(after, "dendrite_instance_info", **mv, graph="model", session="0", provider="CPUExecutionProvider") == 1
     assert value(after, "process_resident_memory_bytes") > 0
+
+
+def test_every_model_has_a_state_every_answer_an_outcome_and_loads_are_measured(tmp_path):
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 8})
+    write_model(tmp_path, "corrupt", b"junk", {"max_batch_size": 8})
+    write_model(tmp_path, "empty", None, {"max_batch_size": 8}, versions=())  # never gets a version
+    with live_server(tmp_path) as server, httpx.Client(base_url=server.url) as c:
+        first = c.get("/metrics").text
+        ok = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+        assert c.post("/v2/models/empty/infer", json=ok).status_code == 503
+        assert c.post("/v2/models/no-such-model/infer", json=ok).status_code == 404
+        assert c.post("/v2/models/affine/versions/9/infer", json=ok).status_code == 404
+        after = scrape(c)
+
+    assert "_created" not in first
+    states = {(m, s): value(after, "dendrite_model_state", model=m, state=s)
+              for m in ("affine", "corrupt", "empty") for s in ("READY", "UNAVAILABLE", "PENDING")}  # fmt: skip
+    assert states == {("affine", "READY"): 1, ("affine", "UNAVAILABLE"): 0, ("affine", "PENDING"): 0,
+                      ("corrupt", "READY"): 0, ("corrupt", "UNAVAILABLE"): 1, ("corrupt", "PENDING"): 0,
+                      ("empty", "READY"): 0, ("empty", "UNAVAILABLE"): 1, ("empty", "PENDING"): 0}  # fmt: skip
+    rest = {"protocol": "rest", "version": ""}
+    assert value(after, "dendrite_requests_total", model="empty", outcome="unavailable", **rest) == 1
+    # an unknown name is no label value (cardinality stays bounded)
+    assert value(after, "dendrite_requests_total", model="", outcome="not_found", **rest) == 1
+    assert value(after, "dendrite_requests_total", model="affine", outcome="not_found", **rest) == 1
+    assert value(after, "dendrite_model_load_failures_total", model="corrupt", version="1") == 1
+    assert value(after, "dendrite_model_load_failures_total", model="affine", version="1") == 0
+    assert value(after, "dendrite_model_load_duration_seconds_count", model="affine", version="1") == 1
+    assert value(after, "dendrite_model_load_duration_seconds_count", model="corrupt", version="1") == 1

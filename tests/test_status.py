@@ -36,18 +36,21 @@ def test_quantile_interpolates_like_prometheus():
     assert quantile(0.99, {0.1: 1, 0.2: 1, math.inf: 5}) == 0.2  # in +Inf: the highest finite bound
 
 
-def test_window_rates_error_ratio_and_p99():
+def test_window_rates_error_ratios_and_p99():
     metrics, clock = Metrics(), Clock()
     window = TrafficWindow(metrics, window_seconds=60, clock=clock)
     observe(metrics, 0.004, n=8)
     observe(metrics, 0.004, n=1, protocol="grpc")
     observe(metrics, 0.3, n=1, outcome="client_error")
-    clock.now += 10
+    for outcome in ("not_found", "training", "server_error", "cancelled"):
+        observe(metrics, 0.001, n=1, outcome=outcome)
+    clock.now += 14
     seconds, traffic = window.traffic()
-    assert seconds == 10
+    assert seconds == 14
     t = traffic[("m", "1")]
-    assert t.requests_per_second == pytest.approx(1.0) and t.error_ratio == pytest.approx(0.1)
-    assert 0.25 < t.p99_seconds <= 0.5  # the slow request is the top 10%
+    assert t.requests_per_second == pytest.approx(1.0)
+    assert t.client_error_ratio == pytest.approx(2 / 14) and t.server_error_ratio == pytest.approx(2 / 14)
+    assert 0.25 < t.p99_seconds <= 0.5  # the slow request is in the top 1%
 
     # more than a minute later with no traffic, the old requests have left the window
     clock.now += 65
@@ -55,7 +58,7 @@ def test_window_rates_error_ratio_and_p99():
     clock.now += 5
     seconds, traffic = window.traffic()
     assert seconds == pytest.approx(70) and traffic  # baseline: the newest snapshot >= 60 s old (t=10)[("m", "1")].requests_per_second == 0
-    assert traffic[("m", "1")].p99_seconds is None and traffic[("m", "1")].error_ratio is None
+    assert traffic[("m", "1")].p99_seconds is None and traffic[("m", "1")].client_error_ratio is None
 
     observe(metrics, 0.002, n=30)
     clock.now += 30
@@ -75,6 +78,7 @@ def test_model_status_rows_cover_models_without_traffic():
     seconds, traffic = window.traffic()
     rows = model_status(index, {"m": "sentiment", "idle": "image"}, traffic, seconds)
     assert rows[0]["task"] == "sentiment" and rows[0]["requests_per_second"] == pytest.approx(2.0)
-    assert rows[1] == {**index[1], "task": "image", "requests_per_second": 0.0, "error_ratio": None,
+    assert rows[1] == {**index[1], "task": "image", "requests_per_second": 0.0, "client_error_ratio": None,
+                       "server_error_ratio": None,
                        "p99_seconds": None, "window_seconds": 2.0}
     assert rows[2]["task"] is None and rows[2]["state"] == "UNAVAILABLE"

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class State(str, enum.Enum):
+    PENDING = "PENDING"  # no version yet, a trainer is producing one (app.repository.training)
     LOADING = "LOADING"
     READY = "READY"
     UNAVAILABLE = "UNAVAILABLE"

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import Settings
-from app.errors import DendriteError, InvalidInput, ModelNotReady, NotFound
+from app.errors import DendriteError, InvalidInput, ModelNotReady, ModelTraining, NotFound
 from app.metrics import Metrics
 from app.repository.config import ConfigError, ModelConfig, load_config
 from app.repository.model import ModelVersion, State
+from app.repository.training import TrainingStatus, read_status
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,27 @@ class ModelEntry:
         if message and message != self.said.get(version):
             log.log(level, "model %s%s: %s", self.name, "" if version is None else f" version {version}", message)
         self.said[version] = message
+    folder: Path | None = None
+
+    def training(self) -> TrainingStatus | None:
+        """The trainer's report while this model has no version yet (read fresh: it changes every few seconds)."""
+        if self.versions or self.folder is None:
+            return None
+        return read_status(self.folder)
+
+    def state(self) -> tuple[State, str]:
+        """The model's state as a whole (the best of its versions) and the reason when not READY."""
+        if self.ready_versions():
+            return State.READY, ""
+        if self.versions:
+            mv = self.versions[max(self.versions)]
+            return mv.state, self.error or mv.reason
+        status = self.training()
+        if status is not None and status.active:
+            return State.PENDING, status.describe()
+        if status is not None:  # failed, or the trainer died: that is the reason, not "no version folders"
+            return State.UNAVAILABLE, status.describe()
+        return State.UNAVAILABLE, self.error or "no version loaded"
 
     def set_error(self, message: str, level: int = logging.WARNING) -> None:
         """Record (or clear, with "") the model-level problem, logged once per change."""
@@ -70,6 +92,7 @@ class ModelRepository:
         self.metrics = metrics
         self.models: dict[str, ModelEntry] = {}
         self._poll_task: asyncio.Task | None = None
+        metrics.track_model_states(self.model_states)
         # Per model name, not per entry: unload drops the entry, and a load that waited on the
         # entry's own lock went on loading into the dropped entry (not in the index, never closed).
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -130,8 +153,8 @@ class ModelRepository:
         a model that fails late (warm-up, a config mismatch) would otherwise cost a load's CPU every scan."""
         check_model_name(name)
         async with self._serialized(name):
-            entry = self.models.setdefault(name, ModelEntry(name))
             folder = (self.root / name).resolve()
+            entry = self.models.setdefault(name, ModelEntry(name, folder=folder))
             if folder.parent != self.root.resolve():
                 # Models load only from folders inside the repository: a symlink could point anywhere.
                 entry.set_error(f"its folder resolves to {folder}, outside the model repository {self.root}; "
@@ -150,7 +173,13 @@ class ModelRepository:
             config_changed = entry.config is not None and entry.config != config
             entry.config = config
             wanted = config.version_policy.select(self._versions_on_disk(folder))
-            problem = "" if wanted else f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}"
+            training = not wanted and read_status(folder) is not None
+            if wanted:
+                problem = ""
+            elif training:  # the model's state says how far training is
+                problem = "no version yet: a trainer is producing one"
+            else:
+                problem = f"no version folders (<n>/{next(iter(config.graphs.values()))}) in {folder}"
             # A changed config reloads every version (new batching or instances); otherwise only new ones.
             to_load = [v for v in wanted if config_changed or v not in entry.versions
                        or entry.versions[v].state is State.UNAVAILABLE
@@ -184,7 +213,7 @@ class ModelRepository:
                 del entry.versions[v]
             await asyncio.gather(*(self._retire(mv, forget_metrics=False) for mv in old.values()),
                                  *(self._retire(mv) for mv in retire))
-            entry.set_error(problem, logging.WARNING if not wanted else logging.ERROR)
+            entry.set_error(problem, logging.INFO if training else logging.WARNING if not wanted else logging.ERROR)
             self._set_ready_gauges(entry)
         return entry
 
@@ -192,12 +221,16 @@ class ModelRepository:
         mv = ModelVersion(name, version, config, folder / str(version))
         start = time.perf_counter()
         self.metrics.model_ready.labels(*mv.key).set(0)
+        failures = self.metrics.load_failures.labels(*mv.key)  # a 0 series from the first load on
         try:
             await asyncio.to_thread(mv.load_sync, self.settings)
             mv.start_batchers(self.settings, self.metrics)
         except Exception as exc:  # noqa: BLE001 - any failure isolates this version, never the server
             mv.state, mv.reason = State.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
+            failures.inc()
             return mv  # logged by the entry, once per change
+        finally:
+            self.metrics.load_duration.labels(*mv.key).observe(time.perf_counter() - start)
         mv.state, mv.loaded_at = State.READY, time.time()
         log.info("model %s version %d READY on %s (%.2fs)", name, version, sorted(set(mv.providers)),
                  time.perf_counter() - start)  # fmt: skip
@@ -278,7 +311,39 @@ class ModelRepository:
             return ready[-1]
         if entry.versions:
             return entry.versions[max(entry.versions)]  # not ready: the caller reports its state
-        raise ModelNotReady(f"model {name!r} is not available: {entry.error or 'no version loaded'}")
+        state, reason = entry.state()
+        if state is State.PENDING:
+            status = entry.training()
+            eta = status.eta_seconds if status is not None else None
+            # Retry-After: the ETA when it is near, else a poll-sized wait (clients should not spin)
+            raise ModelTraining(f"model {name!r} is being trained ({reason})",
+                                retry_after=int(min(60, max(1, eta if eta is not None else 30))))  # fmt: skip
+        raise ModelNotReady(f"model {name!r} is not available: {reason}")
+
+    def expected(self) -> list[str]:
+        """The models the server is configured to serve: those loaded at start (none), every model of the
+        repository as it is now (poll), or the startup models and those loaded through the API (explicit)."""
+        mode = self.settings.model_control_mode
+        if mode == "explicit":
+            return sorted(set(self.settings.startup_models) | set(self.models))
+        if mode == "poll":
+            return sorted(set(self.discover()) | set(self.models))
+        return sorted(self.models)
+
+    def waiting(self, names: list[str]) -> list[str]:
+        """Of ``names``, those not READY, each as "name (STATE: reason)"."""
+        out = []
+        for name in names:
+            entry = self.models.get(name)
+            state, reason = entry.state() if entry is not None else (State.UNAVAILABLE, "not loaded")
+            if state is not State.READY:
+                out.append(f"{name} ({state.value}" + (f": {reason})" if reason else ")"))
+        return out
+
+    def model_states(self) -> list[tuple[str, str]]:
+        """(model, state) for every model on disk or loaded (the dendrite_model_state gauge)."""
+        return [(name, self.models[name].state()[0].value if name in self.models else State.UNAVAILABLE.value)
+                for name in sorted(set(self.discover()) | set(self.models))]  # fmt: skip
 
     def index(self) -> list[dict]:
         """Repository index: every model on disk or loaded, with each version's state."""
@@ -288,8 +353,9 @@ class ModelRepository:
             if entry is None or (not entry.versions and not entry.error):
                 rows.append({"name": name, "state": "UNAVAILABLE", "reason": "not loaded"})
                 continue
-            if entry.error and not entry.versions:
-                rows.append({"name": name, "state": "UNAVAILABLE", "reason": entry.error})
+            if not entry.versions:
+                state, reason = entry.state()
+                rows.append({"name": name, "state": state.value, "reason": reason})
             for v, mv in sorted(entry.versions.items()):
                 row = {"name": name, "version": str(v), "state": mv.state.value, "reason": mv.reason}
                 if mv.graphs:

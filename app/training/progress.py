@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from tqdm import tqdm
@@ -13,10 +14,22 @@ T = TypeVar("T")
 log = logging.getLogger("app.training")
 
 
+# Called as reporter(desc, step, total, eta_seconds) by every bar, at most every REPORT_SECONDS: the runner
+# sets it to write the model's progress report for the server (app.repository.training).
+Reporter = Callable[[str, int, int, "float | None"], None]
+_reporter: Reporter | None = None
+REPORT_SECONDS = 2.0
+
+
+def set_reporter(reporter: Reporter | None) -> None:
+    global _reporter
+    _reporter = reporter
+
+
 def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterable[T]:
     """A tqdm bar with ETA. Off a terminal (a log file) it redraws at most every 30 s so logs stay short."""
     interactive = sys.stderr.isatty()
-    return tqdm(
+    bar = tqdm(
         iterable,
         desc=desc,
         total=total,
@@ -25,6 +38,19 @@ def progress(iterable: Iterable[T], desc: str, total: int | None = None, unit: s
         dynamic_ncols=interactive,
         leave=interactive,
     )
+    return bar if _reporter is None else _reported(bar, desc, _reporter)
+
+
+def _reported(bar: tqdm, desc: str, reporter: Reporter) -> Iterator[T]:
+    total = int(bar.total or 0)
+    start = last = time.monotonic()
+    for step, item in enumerate(bar, 1):
+        yield item
+        now = time.monotonic()
+        if now - last >= REPORT_SECONDS or step == total:
+            last = now
+            eta = (total - step) * (now - start) / step if total else None
+            reporter(desc, step, total, eta)
 
 
 # The ONNX exporter's optimiser passes log every rewrite at INFO, and torch warns about torchvision ops it

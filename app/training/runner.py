@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from app.repository.config import load_config
+from app.repository.training import clear_status, write_status
 from app.training.card import build_card, write_card
+from app.training.progress import set_reporter
 from app.training.recipe import Profile
 from app.training.recipes import RECIPES
 from app.training.reproducibility import DEFAULT_SEED, seed_everything
@@ -71,16 +73,30 @@ def default_order() -> list[str]:
 
 def run_missing(repository: Path = Path("models"), profile: Profile = "full") -> dict[str, str]:
     """Train every default model that has no version yet, fastest first. One failure does not stop the rest.
-    Returns model name -> "published <path>" / "present" / "failed: <reason>"."""
+    Returns model name -> "published <path>" / "present" / "failed: <reason>".
+
+    Each model waiting or in training has a progress report (``app.repository.training``) that a
+    server polling the repository shows as the model's PENDING state."""
+    repository = Path(repository)
     outcome: dict[str, str] = {}
+    missing = [name for name in default_order() if not has_version(repository, RECIPES[name].name)]
     for name in default_order():
-        model_name = RECIPES[name].name
-        if has_version(repository, model_name):
-            outcome[model_name] = "present"
-            continue
+        if name not in missing:
+            outcome[RECIPES[name].name] = "present"
+    for position, name in enumerate(missing):
+        for later in missing[position + 1:]:
+            write_status(repository / RECIPES[later].name, "queued", message=RECIPES[name].name)
+        model_dir = repository / RECIPES[name].name
+        write_status(model_dir, "training", phase="loading data")
+        set_reporter(lambda desc, step, total, eta, d=model_dir: write_status(
+            d, "training", phase=desc, step=step, total=total, eta_seconds=eta))  # fmt: skip
         try:
-            outcome[model_name] = f"published {run_recipe(name, profile=profile, repository=repository)}"
+            outcome[model_dir.name] = f"published {run_recipe(name, profile=profile, repository=repository)}"
+            clear_status(model_dir)  # after publishing: the version now speaks for the model
         except Exception as exc:  # keep going: the other models are still worth serving
-            log.exception("%s: training failed", model_name)
-            outcome[model_name] = f"failed: {exc}"
+            log.exception("%s: training failed", model_dir.name)
+            outcome[model_dir.name] = f"failed: {exc}"
+            write_status(model_dir, "failed", message=str(exc) or type(exc).__name__)
+        finally:
+            set_reporter(None)
     return outcome

@@ -20,7 +20,8 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 # Every dendrite_* selector carries these filters (template variables below).
 F = 'model=~"$model", instance=~"$instance"'
 RATE = "$__rate_interval"
-SERVER_SIDE = 'outcome!~"success|client_error|cancelled"'
+SERVER_SIDE = 'outcome!~"success|client_error|not_found|cancelled"'
+CLIENT_SIDE = 'outcome=~"client_error|not_found"'
 
 
 def _req_rate(extra: str = "", by: str = "model") -> str:
@@ -124,9 +125,11 @@ def panels() -> list[tuple[dict, int, int]]:
              "SLO: 500 ms (alert DendriteLatencyP99OverSLO).",
              f"histogram_quantile(0.99, sum by (le) (rate(dendrite_request_duration_seconds_bucket{{{F}}}[{RATE}])))",
              "s", [(None, "green"), (0.25, "orange"), (0.5, "red")]), 5, 4)
-    add(stat("Model versions not ready", "Loaded model versions that do not serve (failed load or warm-up). "
-             "Should be 0; alert DendriteModelNotReady after 5 minutes.",
-             f"count(dendrite_model_ready{{{F}}} == 0) or vector(0)", "none", [(None, "green"), (1, "red")]), 5, 4)
+    add(stat("Models not ready", "Models of the repository that do not serve: PENDING (being trained), "
+             "LOADING, UNAVAILABLE (failed load or warm-up, no version). Should be 0; alert DendriteModelNotReady "
+             "after 5 minutes.",
+             f'count(max by (instance, model) (dendrite_model_state{{{F}, state="READY"}}) == 0) or vector(0)',
+             "none", [(None, "green"), (1, "red")]), 5, 4)
     add(stat("Pending requests (total)", "Requests queued and not yet computed, all models and instances.",
              f"sum(dendrite_pending_requests{{{F}}})", "none", [(None, "green"), (100, "orange"), (500, "red")]), 4, 4)
 
@@ -135,13 +138,15 @@ def panels() -> list[tuple[dict, int, int]]:
                    "and transport (rest, grpc).",
                    [target(_req_rate(by="model, protocol"), "{{model}} {{protocol}}")], "reqps", stack=True))
     add(timeseries("Requests/s by outcome", "success; client_error = bad request (4xx, the caller's fault); "
-                   "rejected = queue full or deadline (503/429); timeout; unavailable = model not ready; "
+                   "not_found = unknown model or version (404); rejected = queue full or deadline (503/429); "
+                   "timeout; unavailable = model not ready; training = model still being trained (503); "
                    "cancelled = the client went away first; server_error = a bug or runtime failure (500).",
                    [target(_req_rate(by="outcome"), "{{outcome}}")], "reqps", stack=True))
-    add(timeseries("Error ratio by model", "Server-side errors (everything but success, client_error and cancelled) and client "
-                   "errors, each as a share of the model's requests. The alert threshold is 5% server-side.",
+    add(timeseries("Error ratio by model", "Server-side errors (everything but success, client_error, not_found and "
+                   "cancelled) and client errors (client_error, not_found), each as a share of the model's requests. "
+                   "The alert threshold is 5% server-side. Requests to unknown models count under model \"\".",
                    [target(_ratio(SERVER_SIDE), "{{model}} server-side"),
-                    target(_ratio('outcome="client_error"'), "{{model}} client")], "percentunit"), 24, 8)
+                    target(_ratio(CLIENT_SIDE), "{{model}} client")], "percentunit"), 24, 8)
 
     add(row("Latency"), 24, 1)
     add(timeseries("Request latency p50 / p95 / p99", "End-to-end latency inside the server per model, from the "
@@ -178,13 +183,26 @@ def panels() -> list[tuple[dict, int, int]]:
                            "{{model}} {{reason}}")], "reqps", stack=True), 8, 8)
 
     add(row("Models and instances"), 24, 1)
+    add(table("Model states", "The state of every model of the repository, also those without a version: "
+              "READY, PENDING (a trainer is producing its version), LOADING, UNAVAILABLE, UNLOADING. The reason is "
+              "in GET /v2/repository/index.",
+              f"dendrite_model_state{{{F}}} == 1", ["instance", "model", "state"], "in state"), 8, 8)
     add(table("Model versions ready", "1 = the version serves requests, 0 = loaded but not ready.",
-              f"dendrite_model_ready{{{F}}}", ["instance", "model", "version"], "ready"), 10, 8)
+              f"dendrite_model_ready{{{F}}}", ["instance", "model", "version"], "ready"), 8, 8)
+    add(timeseries("Model loads", "Seconds a model version took to load (sessions, checks, warm-up; the mean when "
+                   "it was loaded more than once) and how many of its loads failed since the server started (the "
+                   "reason is in the log and the repository index). Loads happen at start and on reload, so these "
+                   "are totals, not rates.",
+                   [target(f"sum by (model, version) (dendrite_model_load_duration_seconds_sum{{{F}}}) / "
+                           f"sum by (model, version) (dendrite_model_load_duration_seconds_count{{{F}}})",
+                           "{{model}} v{{version}} seconds"),
+                    target(f"sum by (model, version) (dendrite_model_load_failures_total{{{F}}})",
+                           "{{model}} v{{version}} failed loads")], "none"), 8, 8)
     add(table("Execution provider per session", "What ONNX Runtime really runs each session on "
               "(session.get_providers()[0]): CUDAExecutionProvider or CPUExecutionProvider. A CPU row in a GPU "
               "deployment means CUDA/cuDNN were not usable and the session fell back to CPU.",
               f"dendrite_instance_info{{{F}}}", ["instance", "model", "version", "graph", "session", "provider"],
-              "sessions"), 14, 8)
+              "sessions"), 24, 8)
 
     add(row("Process"), 24, 1)
     add(timeseries("CPU (cores)", "CPU time used by each server process, in cores.",
@@ -243,8 +261,8 @@ def dashboard() -> dict:
         "templating": {"list": [
             {"name": "datasource", "label": "Datasource", "type": "datasource", "query": "prometheus",
              "current": {"text": "Prometheus", "value": "prometheus"}, "hide": 0},
-            variable("model", "Model", "label_values(dendrite_model_ready, model)"),
-            variable("instance", "Instance", 'label_values(dendrite_model_ready{model=~"$model"}, instance)'),
+            variable("model", "Model", "label_values(dendrite_model_state, model)"),
+            variable("instance", "Instance", 'label_values(dendrite_model_state{model=~"$model"}, instance)'),
         ]},  # fmt: skip
         "panels": layout(panels()),
     }

@@ -6,10 +6,16 @@ against that Prometheus.
 - Prometheus (Debian's binary) on deploy/prometheus/prometheus.yml with only the dendrite
   job's discovery replaced by a static 127.0.0.1 target and the intervals shortened; the rule
   files are the shipped ones, loaded as they are.
+- Two models never become ready: one whose ONNX file is corrupt and one whose version a trainer
+  (a stub: a progress report written here) is still producing. The rule files are rendered with
+  DendriteModelNotReady's `for:` shortened so it can fire within the test.
 - Traffic: REST successes (concurrent, so batches form), bad requests (400 -> client_error),
-  requests with an already-expired deadline (504 -> timeout, rejected{reason="deadline"}), and
-  gRPC ModelInfer successes (protocol="grpc").
-- Checks: Prometheus' counts equal the traffic sent; every dashboard query (template variables
+  requests with an already-expired deadline (504 -> timeout, rejected{reason="deadline"}),
+  gRPC ModelInfer successes (protocol="grpc"), and requests to an unknown model (not_found), the
+  corrupt one (unavailable) and the one in training (training).
+- Checks: Prometheus' counts equal the traffic sent, every outcome sent is there and no `_created`
+  series exists; DendriteModelNotReady fires for both never-ready models, and only for them;
+  every dashboard query (template variables
   substituted) is valid, returns series, and its legend / table columns name labels those
   series have; every variable query finds the model and instance; every alert expression is
   valid, Prometheus evaluated every rule without error, and every alert's signals return series;
@@ -36,7 +42,10 @@ from tests.deploy.tools import DEPLOY, ROOT, python_module, tool
 pytestmark = pytest.mark.timeout(180)
 
 MODEL = "tiny"
+BROKEN, TRAINEE = "broken", "trainee"  # never READY: a corrupt ONNX file; a version still being trained
 N_OK, N_BAD, N_LATE, N_GRPC = 120, 7, 5, 10
+N_UNKNOWN, N_BROKEN, N_TRAINEE = 3, 2, 4
+NOT_READY_FOR = "2s"  # DendriteModelNotReady's `for:` in the rendered rules (shipped: 5m)
 RATE_WINDOW = "1m"  # stands in for $__rate_interval: covers every sample of this short test
 
 
@@ -68,7 +77,30 @@ def _write_repository(root: Path) -> Path:
         "max_batch_size": 8,
         "dynamic_batching": {"max_queue_delay_microseconds": 5000},
     }))  # fmt: skip
+    for name in (BROKEN, TRAINEE):
+        (repo / name).mkdir()
+        (repo / name / "config.yaml").write_text(yaml.safe_dump({"max_batch_size": 8}))
+    (repo / BROKEN / "1").mkdir()
+    (repo / BROKEN / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    from app.repository.training import write_status
+
+    # this test process stands in for the trainer: its pid is alive for the server's whole life
+    write_status(repo / TRAINEE, "training", phase="trainee epoch 1/1", step=10, total=100, eta_seconds=600)
     return repo
+
+
+def _render_rules(tmp: Path) -> Path:
+    """The shipped rule files with DendriteModelNotReady's `for:` shortened (nothing else changed)."""
+    out = tmp / "rules"
+    out.mkdir()
+    for path in (DEPLOY / "prometheus" / "rules").glob("*.yml"):
+        doc = yaml.safe_load(path.read_text())
+        for group in doc["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") == "DendriteModelNotReady":
+                    rule["for"] = NOT_READY_FOR
+        (out / path.name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
 
 
 def _wait(url: str, proc: subprocess.Popen, what: str, log: Path, timeout: float = 40) -> None:
@@ -98,7 +130,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def _prometheus_config(tmp: Path, target: str, prom_port: int) -> Path:
     cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     cfg["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    cfg["rule_files"] = [str(DEPLOY / "prometheus" / "rules" / "*.yml")]
+    cfg["rule_files"] = [str(_render_rules(tmp) / "*.yml")]
     jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
     assert "dendrite" in jobs, "the shipped config has no dendrite job (the rules and dashboard select it)"
     job = jobs["dendrite"]
@@ -138,12 +170,13 @@ def stack(tmp_path_factory):
                 f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn",
             ], cwd=tmp, stdout=out, stderr=subprocess.STDOUT))  # fmt: skip
         base = f"http://{target}"
-        _wait(f"{base}/v2/health/ready", procs[0], "dendrite", server_log)
+        # strict readiness: the server as a whole never turns ready here, the tiny model does
+        _wait(f"{base}/v2/models/{MODEL}/ready", procs[0], "dendrite", server_log)
         prom = f"http://127.0.0.1:{prom_port}"
         _wait(f"{prom}/-/ready", procs[1], "prometheus", prom_log)
         _send_traffic(base, grpc_port)
         _wait_for_scrape(prom, target)
-        yield {"prom": prom, "target": target, "server_log": server_log}
+        yield {"prom": prom, "target": target, "server_log": server_log, "base": base}
     finally:
         for p in reversed(procs):
             _stop(p)
@@ -185,9 +218,12 @@ def _send_traffic(base: str, grpc_port: int) -> None:
         _send_grpc(grpc_port)
         for _ in range(N_BAD - 5):
             statuses.append(_infer(client, base, bad))
+        for name, n in (("no-such-model", N_UNKNOWN), (BROKEN, N_BROKEN), (TRAINEE, N_TRAINEE)):
+            statuses += [client.post(f"{base}/v2/models/{name}/infer", json=ok).status_code for _ in range(n)]
     assert statuses.count(200) == N_OK, statuses
     assert statuses.count(400) == N_BAD, statuses
     assert statuses.count(504) == N_LATE, statuses
+    assert statuses.count(404) == N_UNKNOWN and statuses.count(503) == N_BROKEN + N_TRAINEE, statuses
 
 
 def _query(prom: str, expr: str) -> list[dict]:
@@ -206,7 +242,7 @@ def _wait_for_scrape(prom: str, target: str, timeout: float = 20) -> None:
             result = _query(prom, expr)
         except (httpx.HTTPError, AssertionError):
             result = []
-        if result and float(result[0]["value"][1]) >= N_OK + N_BAD + N_LATE + N_GRPC:
+        if result and float(result[0]["value"][1]) >= N_OK + N_BAD + N_LATE + N_GRPC + N_UNKNOWN + N_BROKEN + N_TRAINEE:
             time.sleep(2)  # two more scrapes and rule evaluations
             return
         time.sleep(0.5)
@@ -233,6 +269,38 @@ def test_target_is_up_and_counts_match_traffic(stack):
     assert rejected == {"deadline": N_LATE}
     rows = _query(prom, f'sum(dendrite_inference_count_total{{model="{MODEL}"}})')
     assert float(rows[0]["value"][1]) == N_OK + N_GRPC  # every successful request computed exactly one row
+
+
+def test_every_answer_is_counted_with_its_outcome_and_there_are_no_created_series(stack):
+    prom, target = stack["prom"], stack["target"]
+    by_model_outcome = {(r["metric"].get("model", ""), r["metric"]["outcome"]): float(r["value"][1]) for r in _query(
+        prom, f'sum by (model, outcome) (dendrite_requests_total{{instance="{target}"}})')}  # fmt: skip
+    assert by_model_outcome == {
+        (MODEL, "success"): N_OK + N_GRPC, (MODEL, "client_error"): N_BAD, (MODEL, "timeout"): N_LATE,
+        ("", "not_found"): N_UNKNOWN,  # model="" (Prometheus drops empty labels): unknown names add no series
+        (BROKEN, "unavailable"): N_BROKEN, (TRAINEE, "training"): N_TRAINEE,
+    }  # fmt: skip
+    names = {r["metric"]["__name__"] for r in _query(prom, f'{{instance="{target}", __name__=~"dendrite_.+"}}')}
+    assert not [n for n in names if n.endswith("_created")], sorted(names)
+    assert not httpx.get(f"{stack['base']}/metrics", timeout=10).text.count("_created")
+
+
+def test_model_state_covers_every_model_and_not_ready_fires_for_those_that_never_load(stack):
+    prom, target = stack["prom"], stack["target"]
+    states = {r["metric"]["model"]: r["metric"]["state"] for r in
+              _query(prom, f'dendrite_model_state{{instance="{target}"}} == 1')}  # fmt: skip
+    assert states == {MODEL: "READY", BROKEN: "UNAVAILABLE", TRAINEE: "PENDING"}
+    end = time.monotonic() + 30
+    while True:
+        alerts = httpx.get(f"{prom}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        firing = {a["labels"]["model"] for a in alerts
+                  if a["labels"]["alertname"] == "DendriteModelNotReady" and a["state"] == "firing"}  # fmt: skip
+        if firing == {BROKEN, TRAINEE} or time.monotonic() > end:
+            break
+        time.sleep(0.5)
+    assert firing == {BROKEN, TRAINEE}, alerts
+    ready = httpx.get(f"{stack['base']}/v2/health/ready", timeout=10)
+    assert ready.status_code == 503 and BROKEN in ready.json()["error"] and TRAINEE in ready.json()["error"]
 
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "dendrite.json"
@@ -279,7 +347,7 @@ def test_prometheus_evaluated_every_rule_without_error(stack):
         assert r["health"] == "ok", f"{r['name']}: {r.get('lastError')}"
         assert r.get("lastEvaluation", "").startswith("20"), f"{r['name']} never evaluated"
     firing = {r["name"] for r in rules if r.get("state") == "firing"}
-    assert not firing & {"DendriteTargetDown", "DendriteNoTargets", "DendriteModelNotReady"}, firing
+    assert not firing & {"DendriteTargetDown", "DendriteNoTargets"}, firing
 
 
 SCALING = promql.scaling_queries(DEPLOY / "k8s" / "keda" / "scaledobject.yaml")

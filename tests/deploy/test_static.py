@@ -288,7 +288,9 @@ def test_dashboard_layout_and_variables():
     for needle in ("dendrite_requests_total", "histogram_quantile(0.5", "histogram_quantile(0.95",
                    "histogram_quantile(0.99", "dendrite_queue_duration_seconds", "dendrite_compute_duration_seconds",
                    "dendrite_inference_count_total", "dendrite_execution_count_total", "dendrite_pending_requests",
-                   "dendrite_rejected_requests_total", "dendrite_model_ready", "dendrite_instance_info",
+                   "dendrite_rejected_requests_total", "dendrite_model_ready", "dendrite_model_state",
+                   "dendrite_model_load_duration_seconds", "dendrite_model_load_failures_total",
+                   "dendrite_instance_info",
                    "process_cpu_seconds_total", "process_resident_memory_bytes"):  # fmt: skip
         assert needle in text, needle
 

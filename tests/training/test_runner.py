@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from app.repository.config import load_config
+from app.repository.training import read_status
 from app.training import __main__ as cli
+from app.training import progress as progress_module
 from app.training import runner
 from app.training.export import export_onnx, ort_session, sha256_of
 from app.training.parity import ParityError, check_parity
@@ -104,6 +106,33 @@ def test_all_trains_only_missing_models_fastest_first(tiny, tmp_path, monkeypatc
     assert "recommendation" not in trained and trained[0] == "tiny"
     minutes = [RECIPES[n].expected_minutes for n in trained]
     assert minutes == sorted(minutes)
+
+
+def test_all_reports_each_models_progress_for_the_server(tiny, tmp_path, monkeypatch):
+    """Waiting models are queued behind the one in training, which reports its steps; a published
+    model's report is gone, a failed one says why (app.repository.training, read by the server)."""
+    monkeypatch.setattr(progress_module, "REPORT_SECONDS", 0.0)
+    order = [RECIPES[n].name for n in runner.default_order()]
+    seen = {}
+
+    def fake(name, repository, **kw):
+        model = RECIPES[name].name
+        for _ in progress_module.progress(range(3), desc=f"{model} epoch 1/1"):
+            pass
+        seen[model] = {m: read_status(repository / m) for m in order}
+        if model == order[1]:
+            raise RuntimeError("no data")
+        (repository / model / "1").mkdir(parents=True)
+        return repository / model / "1"
+
+    monkeypatch.setattr(runner, "run_recipe", fake)
+    runner.run_missing(tmp_path)
+    first = seen[order[0]]
+    assert first[order[0]].describe() == f"training: {order[0]} epoch 1/1, step 3/3, about 1 s left"
+    assert [first[m].describe() for m in order[1:]] == [f"queued for training behind {order[0]}"] * (len(order) - 1)
+    assert seen[order[1]][order[0]] is None  # published: the version speaks for it
+    assert read_status(tmp_path / order[1]).describe() == "training failed: no data"
+    assert all(read_status(tmp_path / m) is None for m in order[2:])
 
 
 def test_all_keeps_going_after_a_failure_and_exits_nonzero(tiny, tmp_path, monkeypatch, capsys):

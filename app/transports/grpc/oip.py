@@ -107,6 +107,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             for task in list(running):
                 task.cancel()
 
+    @rpc_handler
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context) -> pb.RepositoryIndexResponse:
+        rows = [r for r in self.dataplane.repository_index() if not request.ready or r["state"] == "READY"]
+        return pb.RepositoryIndexResponse(models=[
+            pb.RepositoryIndexResponse.ModelIndex(name=r["name"], version=r.get("version") or "", state=r["state"],
+                                                  reason=r.get("reason") or "")
+            for r in rows])  # fmt: skip
+
     async def infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
         """Decode, infer, encode one request: ModelInfer's whole body and each request of a stream."""
         max_elements = self.dataplane.settings.max_tensor_elements

@@ -4,6 +4,7 @@ serves REST on)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 # The empty name is the server as a whole (what `grpc_health_probe` and Kubernetes ask by default).
 HEALTH_SERVICES = ("", oip.SERVICE_NAME, predict.SERVICE_NAME)
+READINESS_POLL_SECONDS = 1.0
 
 
 class KeyInterceptor(grpc.aio.ServerInterceptor):
@@ -109,6 +111,8 @@ class GrpcServer:
         services = (oip.SERVICE_NAME, predict.SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, self.server)
         self.port: int | None = None
+        self._serving: int | None = None  # the health status last published
+        self._watch: asyncio.Task | None = None
 
     async def start(self) -> int:
         """Bind (port 0 = a free port), serve, and return the bound port."""
@@ -118,12 +122,29 @@ class GrpcServer:
         except RuntimeError as exc:
             raise RuntimeError(f"gRPC cannot bind {address} (DENDRITE_HOST / DENDRITE_GRPC_PORT): {exc}") from None
         await self.server.start()
-        status = health_pb2.HealthCheckResponse
-        for name in HEALTH_SERVICES:
-            await self.health.set(name, status.SERVING if self.dataplane.ready() else status.NOT_SERVING)
+        await self._publish_readiness()
+        self._watch = asyncio.get_running_loop().create_task(self._watch_readiness(), name="grpc-health")
         log.info("gRPC on %s:%d (max message %d bytes)", self.settings.host, self.port,
                  self.settings.grpc_max_message_bytes)  # fmt: skip
         return self.port
+
+    async def _publish_readiness(self) -> None:
+        status = health_pb2.HealthCheckResponse
+        serving = status.SERVING if self.dataplane.ready() else status.NOT_SERVING
+        if serving != self._serving:
+            self._serving = serving
+            for name in HEALTH_SERVICES:
+                await self.health.set(name, serving)
+
+    async def _watch_readiness(self) -> None:
+        """Readiness changes without an RPC (a model finishes training or loading): the health
+        service, which clients may Watch, follows it within READINESS_POLL_SECONDS."""
+        while True:
+            await asyncio.sleep(READINESS_POLL_SECONDS)
+            try:
+                await self._publish_readiness()
+            except Exception:  # noqa: BLE001 - a failed check must not end the watch
+                log.exception("gRPC health update failed")
 
     async def not_serving(self) -> None:
         """Report NOT_SERVING (load balancers stop sending) while still serving."""
@@ -132,5 +153,7 @@ class GrpcServer:
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new RPCs, let running ones finish within ``grace`` seconds
         (default DENDRITE_SHUTDOWN_GRACE_SECONDS, the same bound uvicorn gets)."""
+        if self._watch is not None:
+            self._watch.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)

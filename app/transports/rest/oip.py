@@ -36,9 +36,8 @@ async def live(request: Request):
 
 @router.get("/health/ready", response_model=schemas.Ready, responses=ERRORS)
 async def ready(request: Request):
-    ok = plane(request).ready()
-    return JSONResponse({"ready": ok} if ok else {"ready": False, "error": "server is not ready"},
-                        status_code=200 if ok else 503)  # fmt: skip
+    why = plane(request).not_ready_because()
+    return JSONResponse({"ready": False, "error": why} if why else {"ready": True}, status_code=503 if why else 200)
 
 
 @router.get("", response_model=schemas.ServerMetadata)

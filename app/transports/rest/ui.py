@@ -30,7 +30,11 @@ class ModelStatus(RepositoryModel):
     task: str | None = Field(None, description="The task the model serves (image, sentiment, translation, "
                                                "recommendation), or None for a plain tensor model.")  # fmt: skip
     requests_per_second: float = Field(description="Requests over the window (all protocols and outcomes).")
-    error_ratio: float | None = Field(description="Share of those requests that did not succeed; null without requests.")
+    client_error_ratio: float | None = Field(description="Share of those requests refused as the caller's error "
+                                             "(4xx: client_error, not_found); null without requests.")  # fmt: skip
+    server_error_ratio: float | None = Field(description="Share of those requests that failed on the server's side "
+                                             "(unavailable, training, timeout, rejected, server_error); null without "
+                                             "requests.")  # fmt: skip
     p99_seconds: float | None = Field(description="99th percentile request latency (histogram_quantile over the "
                                                   "window's buckets); null without requests.")  # fmt: skip
     window_seconds: float

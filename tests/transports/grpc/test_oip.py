@@ -127,7 +127,8 @@ def server(tmp_path_factory):
     # fixed delay policy: the adaptive one would run a lone request at once).
     write_model(repo, "gather", affine_model(), {"max_batch_size": GATHER_ROWS, "dynamic_batching": {
         "max_queue_delay_microseconds": int(GATHER_DELAY_S * 1e6), "delay_policy": "fixed"}})  # fmt: skip
-    with live_server(repo, grpc=True, retry_after_seconds=3) as s:
+    # non-strict: the corrupt model would keep the server not ready (tests/test_readiness.py covers strict)
+    with live_server(repo, grpc=True, retry_after_seconds=3, strict_readiness=False) as s:
         yield s
 
 
@@ -537,7 +538,8 @@ def test_reflection_lists_and_describes_the_services(channel):
     file = descriptor_pb2.FileDescriptorProto.FromString(proto)
     assert file.package == "inference"
     assert [m.name for m in file.service[0].method] == [
-        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer"]
+        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer", "ModelStreamInfer",
+        "RepositoryIndex"]
     (stream,) = [m for m in file.service[0].method if m.name == "ModelStreamInfer"]
     assert stream.client_streaming and stream.server_streaming
     assert stream.output_type == ".inference.ModelStreamInferResponse"

@@ -260,3 +260,76 @@ def test_playground_with_api_keys_asks_for_one(tmp_path, offline):
         expect(page.locator("#status .error")).to_be_hidden()
         assert httpx.get(keyed.url + "/docs-assets/swagger-ui.css").status_code == 200
     assert offline.errors == []
+
+
+TENSOR_BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+
+def test_a_new_error_replaces_the_old_result_and_k_over_100_is_explained(server, offline):
+    page = offline.page
+    page.goto(server.url + "/")
+    recommendation = page.locator("#recommendation")
+    recommendation.locator("#recommendation-k").fill("5")
+    recommendation.get_by_role("button", name="Recommend").click()
+    expect(recommendation.locator("#recommendation-results li")).to_have_count(5)
+
+    # the input's max is no longer a silent refusal: the request goes and the API's reason is shown
+    recommendation.locator("#recommendation-k").fill("150")
+    recommendation.get_by_role("button", name="Recommend").click()
+    expected = httpx.post(server.url + "/predict/recommendation", json={"user_id": "1", "k": 150}).json()["error"]
+    assert "100" in expected
+    expect(recommendation.locator(".error")).to_have_text(expected)
+    expect(recommendation.locator("#recommendation-results li")).to_have_count(0)  # not the old list under it
+    expect(recommendation.locator("#recommendation-note")).to_be_hidden()
+    assert offline.errors == []
+
+
+def test_status_panel_separates_client_and_server_errors(server, offline):
+    page = offline.page
+    page.goto(server.url + "/")
+    row = page.locator(f'#status-table tr[data-model="{BROKEN_MODEL}"]')
+    expect(row).to_have_count(1)
+    for _ in range(2):  # the broken model answers 503: the server's failure, not the caller's
+        httpx.post(f"{server.url}/v2/models/{BROKEN_MODEL}/infer", json=TENSOR_BODY)
+    header = [t.strip() for t in page.locator("#status-table thead th").all_inner_texts()]
+    assert header[-2:] == ["client errors", "server errors"], header
+    cells = row.locator("td.num")
+    expect(cells.nth(3)).to_have_text("100.0%", timeout=10_000)  # the panel polls every 3 s
+    expect(cells.nth(2)).to_have_text("0.00%")
+
+
+def test_playground_fits_a_400px_wide_window(server, browser):
+    context = browser.new_context(viewport={"width": 400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        expect(page.locator("#status-table tbody tr").first).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 400, f"the page is {width} px wide in a 400 px window"
+        for section in ("image", "sentiment", "translation", "recommendation", "status"):
+            box = page.locator(f"#{section}").bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 400, (section, box)
+        screenshot(page, "playground-400px.png")
+    finally:
+        context.close()
+
+
+def test_playground_shows_a_model_in_training_with_its_progress(tmp_path, offline):
+    from app.repository.training import write_status
+    from tests.support import affine_model
+
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 4})
+    write_model(tmp_path, "trainee", None, {"max_batch_size": 4}, versions=())
+    write_status(tmp_path / "trainee", "training", phase="trainee epoch 1/2", step=1200, total=8000, eta_seconds=840)
+    with live_server(tmp_path, model_control_mode="poll", repository_poll_seconds=0.2) as s:
+        page = offline.page
+        page.goto(s.url + "/")
+        row = page.locator('#status-table tr[data-model="trainee"]')
+        expect(row.locator(".state")).to_have_text("pending")
+        expect(row.locator(".reason")).to_have_text("training: trainee epoch 1/2, step 1200/8000, about 14 min left")
+        r = httpx.post(f"{s.url}/v2/models/trainee/infer", json=TENSOR_BODY)
+        assert r.status_code == 503 and "being trained" in r.json()["error"]
+        expect(row.locator("td.num").nth(0)).not_to_have_text("0", timeout=10_000)  # its 503 is counted
+        expect(row.locator("td.num").nth(3)).to_have_text("100.0%")
+        screenshot(page, "playground-training.png")
+    assert offline.blocked == [] and offline.errors == []

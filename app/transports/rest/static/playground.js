@@ -69,7 +69,23 @@ function selectedModel(section) {
   return value ? { model: value } : {};
 }
 
-// Wires a task form: shows a busy state, clears the old error, and shows the API's message on failure.
+// Empties a task's result area (results and note), so an error never sits above an older answer.
+function clearResults(section) {
+  for (const node of section.querySelectorAll(".results, .note")) {
+    node.replaceChildren();
+    if (node.classList.contains("note")) node.hidden = true;
+  }
+}
+
+// A number field's value as the API should see it: empty -> undefined (the model's default). The
+// forms skip the browser's own range check (it refused k > 100 without a visible message), so an
+// out-of-range number reaches the API, whose error names the field and its range.
+function numberOrDefault(input) {
+  return input.value.trim() === "" ? undefined : Number(input.value);
+}
+
+// Wires a task form: shows a busy state, clears the old error, and on failure shows the API's
+// message in place of the previous result.
 function onSubmit(sectionId, run) {
   const section = document.getElementById(sectionId);
   const form = section.querySelector("form");
@@ -84,6 +100,7 @@ function onSubmit(sectionId, run) {
     try {
       await run(section);
     } catch (err) {
+      clearResults(section);
       error.textContent = err.message;
       error.hidden = false;
     } finally {
@@ -104,7 +121,8 @@ onSubmit("image", async (section) => {
   if (files.length === 0) throw new Error("choose one or more photos first");
   const form = new FormData();
   for (const file of files) form.append("images", file, file.name);
-  form.append("top_k", document.getElementById("image-top-k").value || "5");
+  const topK = numberOrDefault(document.getElementById("image-top-k"));
+  if (topK !== undefined) form.append("top_k", String(topK));
   const model = selectedModel(section).model;
   if (model) form.append("model", model);
   const body = await api("predict/image", { method: "POST", body: form });
@@ -145,7 +163,7 @@ onSubmit("translation", async (section) => {
 
 onSubmit("recommendation", async (section) => {
   const userId = document.getElementById("recommendation-user").value.trim();
-  const k = Number(document.getElementById("recommendation-k").value) || undefined;
+  const k = numberOrDefault(document.getElementById("recommendation-k"));
   const body = await postJSON("predict/recommendation", { user_id: userId, k, ...selectedModel(section) });
   const note = document.getElementById("recommendation-note");
   note.textContent = body.cold_start
@@ -168,8 +186,9 @@ function formatSeconds(s) {
   return s < 1 ? `${(1000 * s).toFixed(s < 0.01 ? 1 : 0)} ms` : `${s.toFixed(2)} s`;
 }
 
-// READY -> ready, LOADING -> loading; UNAVAILABLE is "failed" (with its reason) unless the model
-// simply is not loaded (explicit model control).
+// READY -> ready, LOADING -> loading, PENDING -> pending (a trainer is producing its version; the
+// reason says how far it is); UNAVAILABLE is "failed" (with its reason) unless the model simply is
+// not loaded (explicit model control).
 function stateName(m) {
   if (m.state === "UNAVAILABLE") return m.reason === "not loaded" ? "not loaded" : "failed";
   return m.state.toLowerCase();
@@ -202,13 +221,14 @@ async function refreshStatus() {
   const rows = body.models.map((m) => {
     const state = stateName(m);
     const stateCell = el("td", {}, el("span", { class: `state ${state}` }, state));
-    if (m.reason) stateCell.append(el("div", { class: "reason" }, m.reason));
+    if (m.reason) stateCell.append(el("div", { class: `reason ${state}` }, m.reason));
     return el("tr", { "data-model": m.name, "data-state": m.state },
       el("td", {}, m.name), el("td", {}, m.version ?? "–"), el("td", {}, m.task ?? "–"), stateCell,
       el("td", {}, (m.providers || []).join(", ") || "–"),
       el("td", { class: "num" }, formatRate(m.requests_per_second)),
       el("td", { class: "num" }, formatSeconds(m.p99_seconds)),
-      el("td", { class: "num" }, m.error_ratio === null ? "–" : percent(m.error_ratio)));
+      el("td", { class: "num" }, m.client_error_ratio === null ? "–" : percent(m.client_error_ratio)),
+      el("td", { class: "num" }, m.server_error_ratio === null ? "–" : percent(m.server_error_ratio)));
   });
   section.querySelector("tbody").replaceChildren(...rows);
   fillModelSelects(body.models);

@@ -69,6 +69,11 @@ class GRPCInferenceServiceStub:
                 request_serializer=inference_dot_open__inference__grpc__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=inference_dot_open__inference__grpc__pb2.ModelStreamInferResponse.FromString,
                 _registered_method=True)
+        self.RepositoryIndex = channel.unary_unary(
+                '/inference.GRPCInferenceService/RepositoryIndex',
+                request_serializer=inference_dot_open__inference__grpc__pb2.RepositoryIndexRequest.SerializeToString,
+                response_deserializer=inference_dot_open__inference__grpc__pb2.RepositoryIndexResponse.FromString,
+                _registered_method=True)
 
 
 class GRPCInferenceServiceServicer:
@@ -82,14 +87,16 @@ class GRPCInferenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ServerReady(self, request, context):
-        """Whether the server is ready to run inference (repository loaded, not shutting down).
+        """Whether the server is ready to run inference: repository loaded, not shutting down and, with
+        DENDRITE_STRICT_READINESS (the default), every model READY.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModelReady(self, request, context):
-        """Whether one model (version) is ready. Unknown models are an error (NOT_FOUND).
+        """Whether one model (version) is ready: false for a known model that is not (loading, being
+        trained, failed); unknown models are an error (NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -122,6 +129,16 @@ class GRPCInferenceServiceServicer:
         stream run concurrently, so responses may come back in another order than the requests:
         match them by `id`. A failed request is answered with `error_message` set (and the
         request's id, model name and version in `infer_response`); the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RepositoryIndex(self, request, context):
+        """Triton's model repository extension (same name, messages and field numbers as Triton's
+        grpc_service.proto, which tritonclient's get_model_repository_index() calls): every model of the
+        repository with each version's state and reason, also models with no version (e.g. PENDING while
+        a trainer produces the first one; `version` is then empty).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +181,11 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelStreamInfer,
                     request_deserializer=inference_dot_open__inference__grpc__pb2.ModelInferRequest.FromString,
                     response_serializer=inference_dot_open__inference__grpc__pb2.ModelStreamInferResponse.SerializeToString,
+            ),
+            'RepositoryIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepositoryIndex,
+                    request_deserializer=inference_dot_open__inference__grpc__pb2.RepositoryIndexRequest.FromString,
+                    response_serializer=inference_dot_open__inference__grpc__pb2.RepositoryIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +377,33 @@ class GRPCInferenceService:
             '/inference.GRPCInferenceService/ModelStreamInfer',
             inference_dot_open__inference__grpc__pb2.ModelInferRequest.SerializeToString,
             inference_dot_open__inference__grpc__pb2.ModelStreamInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepositoryIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inference.GRPCInferenceService/RepositoryIndex',
+            inference_dot_open__inference__grpc__pb2.RepositoryIndexRequest.SerializeToString,
+            inference_dot_open__inference__grpc__pb2.RepositoryIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,
