@@ -147,9 +147,10 @@ class FailsOnce:
 
 
 def test_a_dying_batch_scheduler_fails_its_queue_at_once_and_restarts(tmp_path, caplog):
-    # A 0.3 s batching delay holds the 8 requests in the queue together when the fault strikes.
-    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 64,
-                                                "dynamic_batching": {"max_queue_delay_microseconds": 300_000}})
+    # A 0.3 s batching delay (fixed: the adaptive policy might run the first arrival alone) holds the
+    # 8 requests in the queue together when the fault strikes.
+    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 64, "dynamic_batching": {
+        "max_queue_delay_microseconds": 300_000, "delay_policy": "fixed"}})  # fmt: skip
     with caplog.at_level(logging.INFO), live_server(tmp_path, grpc=True) as s:
         batcher = s.service.repository.get("m").default_graph.batcher
         batcher.observer = FailsOnce(batcher.observer)
@@ -197,8 +198,8 @@ def test_a_missing_startup_model_is_that_models_problem_only(tmp_path):
 
 
 def test_a_batch_task_that_raises_fails_its_requests_instead_of_leaving_them_waiting(tmp_path, caplog):
-    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 64,
-                                                "dynamic_batching": {"max_queue_delay_microseconds": 300_000}})
+    write_model(tmp_path, "m", affine_model(), {"max_batch_size": 64, "dynamic_batching": {
+        "max_queue_delay_microseconds": 300_000, "delay_policy": "fixed"}})  # fmt: skip (one batch of 8)
     with caplog.at_level(logging.INFO), live_server(tmp_path) as s:
         batcher = s.service.repository.get("m").default_graph.batcher
         batcher.observer = FailsOnce(batcher.observer, at="executed")
