@@ -172,10 +172,23 @@ class DataPlane:
             raise
         finally:
             if not isinstance(error, GeneratorExit):
-                name = seen.model if seen.model in self.repository.models else ""
-                labels = (name, seen.version, protocol)
-                self.metrics.requests.labels(*labels, outcome_of(error)).inc()
-                self.metrics.request_duration.labels(*labels).observe(time.perf_counter() - start)
+                self._count(seen, protocol, error, time.perf_counter() - start)
+
+    @contextmanager
+    def refusals(self, model: str | None, protocol: str) -> Iterator[None]:
+        """Count a request its transport refuses before handing it over (a body that does not decode, too
+        large): the transport wraps its reading and decoding in this, then calls ``infer`` (which counts)."""
+        start = time.perf_counter()
+        try:
+            yield
+        except DendriteError as exc:
+            self._count(Observed(model or ""), protocol, exc, time.perf_counter() - start)
+            raise
+
+    def _count(self, seen: "Observed", protocol: str, error: BaseException | None, seconds: float) -> None:
+        labels = (seen.model if seen.model in self.repository.models else "", seen.version, protocol)
+        self.metrics.requests.labels(*labels, outcome_of(error)).inc()
+        self.metrics.request_duration.labels(*labels).observe(seconds)
 
     async def infer(
         self, name: str, version: str | None, request: InferRequest, *, protocol: str, deadline: float | None = None

@@ -69,6 +69,7 @@ def test_every_model_has_a_state_every_answer_an_outcome_and_loads_are_measured(
         assert c.post("/v2/models/empty/infer", json=ok).status_code == 503
         assert c.post("/v2/models/no-such-model/infer", json=ok).status_code == 404
         assert c.post("/v2/models/affine/versions/9/infer", json=ok).status_code == 404
+        assert c.post("/v2/models/affine/infer", content=b"{not json").status_code == 400  # refused while decoding
         after = scrape(c)
 
     assert "_created" not in first
@@ -82,6 +83,7 @@ def test_every_model_has_a_state_every_answer_an_outcome_and_loads_are_measured(
     # an unknown name is no label value (cardinality stays bounded)
     assert value(after, "dendrite_requests_total", model="", outcome="not_found", **rest) == 1
     assert value(after, "dendrite_requests_total", model="affine", outcome="not_found", **rest) == 1
+    assert value(after, "dendrite_requests_total", model="affine", outcome="client_error", **rest) == 1
     assert value(after, "dendrite_model_load_failures_total", model="corrupt", version="1") == 1
     assert value(after, "dendrite_model_load_failures_total", model="affine", version="1") == 0
     assert value(after, "dendrite_model_load_duration_seconds_count", model="affine", version="1") == 1

@@ -118,8 +118,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
         """Decode, infer, encode one request: ModelInfer's whole body and each request of a stream."""
         max_elements = self.dataplane.settings.max_tensor_elements
-        infer_request = await offload_if_large(request.ByteSize(), oip_grpc.decode_request, request,
-                                               max_elements=max_elements)  # fmt: skip
+        with self.dataplane.refusals(request.model_name, "grpc"):
+            infer_request = await offload_if_large(request.ByteSize(), oip_grpc.decode_request, request,
+                                                   max_elements=max_elements)  # fmt: skip
         response = await self.dataplane.infer(request.model_name, request.model_version or None, infer_request,
                                               protocol="grpc", deadline=deadline)  # fmt: skip
         size = sum(out.data.nbytes for out in response.outputs)

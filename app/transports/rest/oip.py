@@ -106,13 +106,15 @@ async def handle_infer(request: Request, model: str, version: str | None) -> Res
     """The infer route's work; also called by ``InferFastPath`` without FastAPI's routing."""
     dp = plane(request)
     settings = dp.settings
-    deadline = request_deadline(request)
-    body = await read_body(request, settings.max_request_bytes)
-    header_length = request.headers.get(oip_rest.HEADER_LENGTH)
-    if len(body) > OFFLOAD_DECODE_BYTES:
-        req = await asyncio.to_thread(oip_rest.decode_request, body, header_length, max_elements=settings.max_tensor_elements)
-    else:
-        req = oip_rest.decode_request(body, header_length, max_elements=settings.max_tensor_elements)
+    with dp.refusals(model, "rest"):
+        deadline = request_deadline(request)
+        body = await read_body(request, settings.max_request_bytes)
+        header_length = request.headers.get(oip_rest.HEADER_LENGTH)
+        if len(body) > OFFLOAD_DECODE_BYTES:
+            req = await asyncio.to_thread(oip_rest.decode_request, body, header_length,
+                                          max_elements=settings.max_tensor_elements)  # fmt: skip
+        else:
+            req = oip_rest.decode_request(body, header_length, max_elements=settings.max_tensor_elements)
     resp = await dp.infer(model, version, req, protocol="rest", deadline=deadline)
     payload, json_length = oip_rest.encode_response(resp, req)
     if json_length is None:
