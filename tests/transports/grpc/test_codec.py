@@ -14,6 +14,9 @@ from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as p
 # number, so a renumbered field silently breaks tritonclient and KServe clients.
 CANONICAL = {
     "ModelReadyRequest": {"name": 1, "version": 2},
+    "RepositoryIndexRequest": {"repository_name": 1, "ready": 2},
+    "RepositoryIndexResponse": {"models": 1},
+    "RepositoryIndexResponse.ModelIndex": {"name": 1, "version": 2, "state": 3, "reason": 4},
     "ServerMetadataResponse": {"name": 1, "version": 2, "extensions": 3},
     "ModelMetadataRequest": {"name": 1, "version": 2},
     "ModelMetadataResponse": {"name": 1, "versions": 2, "platform": 3, "inputs": 4, "outputs": 5},
@@ -40,7 +43,8 @@ def test_field_numbers_are_the_canonical_ones():
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     assert service.full_name == "inference.GRPCInferenceService"
     assert [m.name for m in service.methods] == ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata",
-                                                 "ModelMetadata", "ModelInfer", "ModelStreamInfer"]  # fmt: skip
+                                                 "ModelMetadata", "ModelInfer", "ModelStreamInfer",
+                                                 "RepositoryIndex"]  # fmt: skip
     stream = service.methods_by_name["ModelStreamInfer"]
     assert (stream.client_streaming, stream.server_streaming) == (True, True)
     assert (stream.input_type.name, stream.output_type.name) == ("ModelInferRequest", "ModelStreamInferResponse")
