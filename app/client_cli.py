@@ -82,7 +82,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
             json.dump({"error": message, "status": exc.status}, out)
             out.write("\n")
         else:
-            where = f" ({'HTTP ' if isinstance(exc.status, int) else ''}{exc.status})" if exc.status else ""
+            where = ""  # the HTTP status or gRPC code when the server sent one
+            if exc.status and not isinstance(exc, ClientTimeout):
+                where = f" ({'HTTP ' if isinstance(exc.status, int) else ''}{exc.status})"
             print(f"dendrite: error{where}: {message}", file=err)
         return 1
 
