@@ -151,7 +151,8 @@ def format_sentiment(args, body: dict, write: Callable[[str], Any]) -> None:
     write(header(body))
     width = max(len(p["label"]) for p in body["predictions"])
     for text, prediction in zip(args.texts, body["predictions"]):
-        probabilities = "  ".join(f"{label} {100 * p:4.1f}%" for label, p in prediction["probabilities"].items())
+        # sorted: a gRPC map arrives in any order, and the same answer should read the same way twice
+        probabilities = "  ".join(f"{label} {100 * p:4.1f}%" for label, p in sorted(prediction["probabilities"].items()))
         note = "  (truncated)" if prediction["truncated"] else ""
         write(f"{prediction['label']:<{width}}  {text}{note}\n{'':<{width}}  {probabilities}\n")
 
