@@ -239,15 +239,14 @@ def scratch(target: Target) -> Iterator[tuple[Path, dict[str, str]]]:
     ``grpcurl`` from this checkout."""
     if shutil.which("curl") is None:
         sys.exit("curl is needed (make system-deps installs it)")
-    from PIL import Image
-    from sklearn.datasets import load_sample_image
+    from importlib import resources
 
     with tempfile.TemporaryDirectory(prefix="docs-examples-") as tmp:
         work, bin_dir = Path(tmp) / "work", Path(tmp) / "bin"
         work.mkdir()
         bin_dir.mkdir()
         for photo in ("china.jpg", "flower.jpg"):
-            Image.fromarray(load_sample_image(photo)).save(work / photo, "JPEG")
+            (work / photo).write_bytes(resources.files("sklearn.datasets.images").joinpath(photo).read_bytes())
         for name, cmd in (("dendrite", "-m app"), ("grpcurl", shlex.quote(str(ROOT / "tools" / "grpcurl.py")))):
             shim = bin_dir / name
             shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {cmd} "$@"\n')
@@ -280,8 +279,10 @@ def serving_repository(repository: Path, smoke_dir: Path, into: Path) -> tuple[P
         print(f"training smoke-profile models into {smoke_dir} for: {', '.join(smoke)}", flush=True)
         subprocess.run([sys.executable, "-m", "app.training", "all", "--profile", "smoke", "--repository",
                         str(smoke_dir)], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)  # fmt: skip
-    for name in names:
-        (into / name).symlink_to((repository if name in trained else smoke_dir) / name)
+    for name in names:  # the repository refuses a model folder that is a link (it resolves outside it)
+        (into / name).mkdir()
+        for entry in ((repository if name in trained else smoke_dir) / name).iterdir():
+            (into / name / entry.name).symlink_to(entry)
     source = f"smoke-profile models (seconds of training on data subsets) for {', '.join(f'`{n}`' for n in smoke)}"
     if trained:
         source = f"the trained models in `{repository.name}/` for {', '.join(f'`{n}`' for n in trained)} and " + source
@@ -300,31 +301,35 @@ def started_server(repository: Path, smoke_dir: Path) -> Iterator[Target]:
 @contextmanager
 def serving(models: Path, source: str) -> Iterator[Target]:
     http, grpc = free_port(), free_port()
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--repository", str(models), "--host",
-                               "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc)],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    target = Target(f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc}", source, str(models))
-    try:
-        wait_ready(target, server)
-        yield target
-    finally:
-        server.terminate()
-        server.wait(60)
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--repository", str(models), "--host",
+                                   "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc)],
+                                  cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        target = Target(f"http://127.0.0.1:{http}", f"127.0.0.1:{grpc}", source, str(models))
+        try:
+            if problem := wait_ready(target, server):
+                log.seek(0)
+                sys.exit(f"{problem}; its log ends:\n" + "".join(log.readlines()[-15:]))
+            yield target
+        finally:
+            server.terminate()
+            server.wait(60)
 
 
-def wait_ready(target: Target, server: subprocess.Popen, limit: float = 300) -> None:
+def wait_ready(target: Target, server: subprocess.Popen, limit: float = 300) -> str | None:
+    """None once every model is READY, else what went wrong."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            sys.exit(f"the server exited with {server.returncode} before it was ready")
+            return f"the server exited with {server.returncode} before it was ready"
         try:
             index = json.loads(urllib.request.urlopen(target.url + "/v2/repository/index", timeout=5).read())
             if index and all(m["state"] == "READY" for m in index):
-                return
+                return None
         except OSError:
             pass
         time.sleep(0.5)
-    sys.exit(f"the server was not ready within {limit:g} s")
+    return f"the server was not ready within {limit:g} s"
 
 
 # ------------------------------------------------------------------------------------------ main
