@@ -50,6 +50,8 @@ REST, GRPC = "localhost:8000", "localhost:8001"
 # lines that are structure in themselves, compared with their whitespace collapsed
 STRUCTURAL = re.compile(r"^(HTTP/[\d.]+ \d{3}.*|HTTP \d{3}|exit \d+|Code: \w+|[A-Z][A-Z_]+( +[A-Z][A-Z_]+)+)$")
 CLI_ERROR = re.compile(r"^(dendrite: error[^:]*):")
+# output no example should show: the command itself failed, not the request
+BROKEN = re.compile(r"^(bash: |.*: command not found$|Traceback \(most recent call last\):$)", re.MULTILINE)
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -347,7 +349,7 @@ def process(docs: list[Doc], target: Target, check: bool, only: set[str] | None)
         outputs = dict(zip((id(ex) for _, ex in chosen), pool.map(run, (ex for _, ex in chosen))))
     for doc in docs:
         rel = doc.path.relative_to(ROOT) if doc.path.is_relative_to(ROOT) else doc.path
-        changed = False
+        changed, failed_before = False, len(failures)
         if not check and doc.source_line is not None:  # first: one line for one, so no example shifts
             doc.lines[doc.source_line] = source_sentence(target)
             changed = True
@@ -356,6 +358,10 @@ def process(docs: list[Doc], target: Target, check: bool, only: set[str] | None)
                 continue
             body: list[str] = []
             for command, actual in zip(example.commands, outputs[id(example)]):
+                if broken := BROKEN.search("\n".join(actual)):
+                    failures.append(f"{rel}:{example.line}: example '{example.name}', `$ {command.text.splitlines()[0]}`"
+                                    f": the command failed: {broken.string[broken.start():].splitlines()[0]}")
+                    continue
                 if check:
                     failures += [f"{rel}:{example.line}: example '{example.name}', `$ {command.text.splitlines()[0]}`"
                                  f": {p}" for p in compare(command.output, actual)]  # fmt: skip
@@ -364,7 +370,7 @@ def process(docs: list[Doc], target: Target, check: bool, only: set[str] | None)
             if not check:
                 doc.lines[example.start:example.end] = body[:-1]
                 changed = True
-        if changed:
+        if changed and len(failures) == failed_before:  # a doc with a broken example is left as it was
             doc.path.write_text("\n".join(doc.lines))
     print(f"{len(chosen)} examples run against {target.url} and {target.grpc}", flush=True)
     return failures
@@ -409,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     for failure in failures:
         print(failure, file=sys.stderr)
     if failures or unmarked:
-        print(f"{len(failures)} drifted, {len(unmarked)} unmarked or malformed", file=sys.stderr)
+        print(f"{len(failures)} drifted or failed, {len(unmarked)} unmarked or malformed", file=sys.stderr)
         return 1
     return 0
 

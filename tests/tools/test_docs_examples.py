@@ -103,3 +103,17 @@ def test_an_unmarked_console_block_is_reported(server, tmp_path, capsys):
     assert check(server, "--check", "--files", str(doc), "--only", "missing") == 1
     assert f"{doc.name}:{DOC.count(chr(10)) + 2}: a console block without a <!-- example: NAME --> marker" in (
         capsys.readouterr().err)
+
+
+def test_a_command_that_fails_itself_is_never_rendered(server, tmp_path, capsys):
+    """A shell error (here: an argument too long for exec, as a big photo inlined with $(base64) is)
+    is a broken example, not an output to show."""
+    doc = tmp_path / "doc.md"
+    text = DOC.replace("<!-- example: missing -->", "<!-- example: broken -->\n```console\n"
+                       "$ grpcurl -plaintext -d \"$(head -c 200000 /dev/zero | base64 -w0)\" localhost:8001 x/Y\n"
+                       "```\n\n<!-- example: missing -->")  # fmt: skip
+    doc.write_text(text)
+    assert check(server, "--files", str(doc)) == 1
+    err = capsys.readouterr().err
+    assert "example 'broken'" in err and "the command failed: bash: " in err and "Argument list too long" in err
+    assert doc.read_text() == text
