@@ -64,9 +64,7 @@ class Command:
 @dataclass
 class Example:
     name: str
-    path: Path
     line: int  # 1-based line of the opening fence
-    fence: str
     commands: list[Command]
     start: int  # index of the first line inside the fence
     end: int  # index of the closing fence
@@ -125,8 +123,7 @@ def parse(path: Path) -> Doc:
         end = next((j for j in range(i + 1, len(lines)) if lines[j].rstrip() == fence.group(1)), len(lines))
         marker = next((MARKER.match(lines[j].strip()) for j in range(i - 1, -1, -1) if lines[j].strip()), None)
         if marker:
-            examples.append(Example(marker.group(1), path, i + 1, fence.group(1), parse_commands(lines[i + 1:end]),
-                                    i + 1, end))  # fmt: skip
+            examples.append(Example(marker.group(1), i + 1, parse_commands(lines[i + 1:end]), i + 1, end))
         elif fence.group(2) == "console":
             unmarked.append(i + 1)
         i = end + 1
