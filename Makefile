@@ -25,8 +25,9 @@ install: $(STAMP) ## create .venv and install the package with the cpu, dev and 
 
 # Debian packages the project needs: data sets (Fashion-MNIST, Ding de-en), wrk (bench),
 # Prometheus/promtool and docker-compose (deploy checks), haproxy (the replicas test), chromium
-# (browser tests, driven by Playwright at /usr/bin/chromium). Installed only when missing.
-APT_PACKAGES := dataset-fashion-mnist trans-de-en wrk prometheus docker-compose haproxy chromium
+# (browser tests, driven by Playwright at /usr/bin/chromium), curl (the docs' examples, run by
+# make docs and a test). Installed only when missing.
+APT_PACKAGES := dataset-fashion-mnist trans-de-en wrk prometheus docker-compose haproxy chromium curl
 system-deps: ## install the Debian packages the project needs (apt; sudo when not root)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -48,9 +49,10 @@ $(TRITON_STAMP):
 	$(TRITON_VENV)/bin/pip install -q "tritonclient[grpc,http]>=2.40,<3" "protobuf<7"
 	touch $@
 
-docs: install ## regenerate docs/configuration.md from app/config.py
+docs: install system-deps data ## regenerate docs/configuration.md, and every example's output in README.md and docs/ from a live server
 	{ sed -n '1,/^| environment variable/p' docs/configuration.md | head -n -1; $(BIN)/python -m app settings; } > docs/configuration.md.new
 	mv docs/configuration.md.new docs/configuration.md
+	$(BIN)/python tools/docs_examples.py
 
 protos: ## regenerate the gRPC stubs from protos/ into app/transports/grpc/generated/ (needs the dev extra)
 	$(BIN)/python protos/generate.py

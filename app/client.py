@@ -31,6 +31,14 @@ class ClientError(Exception):
         self.status = status
 
 
+class ClientTimeout(ClientError):
+    """No answer within the client's own timeout (the server may well be up)."""
+
+    def __init__(self, timeout: float):
+        super().__init__(f"no answer within the {timeout:g} s timeout", "timeout")
+        self.timeout = timeout
+
+
 @dataclass(frozen=True)
 class TaskTypes:
     request: type[BaseModel]
@@ -64,7 +72,8 @@ def _wire(request: BaseModel) -> dict[str, Any]:
 
 class RestClient:
     def __init__(self, url: str = DEFAULT_URL, *, api_key: str | None = None, timeout: float = 120.0):
-        self.url = url.rstrip("/")
+        # "localhost:8000" is how people write it; urllib would read "localhost" as the scheme
+        self.url = (url if "://" in url else f"http://{url}").rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
 
@@ -96,6 +105,8 @@ class RestClient:
             raise ClientError(message, exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):  # on connect (inside URLError) or while reading
+                raise ClientTimeout(self.timeout) from None
             raise ClientError(f"cannot reach {self.url}: {reason}") from None
 
 
@@ -123,6 +134,9 @@ class GrpcClient:
             reply = getattr(self.stub, types.rpc)(message, timeout=self.timeout, metadata=self.metadata)
         except self._grpc.RpcError as exc:
             code = exc.code()
+            # the server words its own deadline errors; gRPC's bare "Deadline Exceeded" is this client's timeout
+            if code is self._grpc.StatusCode.DEADLINE_EXCEEDED and exc.details() in (None, "", "Deadline Exceeded"):
+                raise ClientTimeout(self.timeout) from None
             if code is self._grpc.StatusCode.UNAVAILABLE and "connect" in (exc.details() or "").lower():
                 raise ClientError(f"cannot reach {self.target}: {exc.details()}", code.name) from None
             raise ClientError(exc.details() or code.name, code.name) from None

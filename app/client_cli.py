@@ -4,6 +4,7 @@ Over REST by default (``--url``, or ``DENDRITE_URL``), over gRPC with ``--grpc``
 or ``DENDRITE_GRPC_TARGET``); ``--api-key`` (or ``DENDRITE_API_KEY``) when the server needs one.
 Human-readable by default, ``--json`` prints the response body for scripts. A failure prints the
 server's message (stderr; with ``--json``, ``{"error": ..., "status": ...}`` on stdout) and exits 1.
+A reader that stops early (``dendrite models | head -2``) ends it quietly with 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from app.client import DEFAULT_GRPC_TARGET, DEFAULT_URL, ClientError, GrpcClient, RestClient, build_request
+from app.client import (
+    DEFAULT_GRPC_TARGET, DEFAULT_URL, ClientError, ClientTimeout, GrpcClient, RestClient, build_request,
+)  # fmt: skip
 
 BAR_WIDTH = 24
 
@@ -65,14 +68,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        return args.handler(args, out)
+        code = args.handler(args, out)
+        out.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # the reader is gone: nothing more to say, and the interpreter's last flush must not complain either
+        if out is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # what a shell reports for a process ended by SIGPIPE
     except ClientError as exc:
+        message = exc.message + (" (--timeout)" if isinstance(exc, ClientTimeout) else "")
         if args.json:
-            json.dump({"error": exc.message, "status": exc.status}, out)
+            json.dump({"error": message, "status": exc.status}, out)
             out.write("\n")
         else:
-            where = f" ({'HTTP ' if isinstance(exc.status, int) else ''}{exc.status})" if exc.status else ""
-            print(f"dendrite: error{where}: {exc.message}", file=err)
+            where = ""  # the HTTP status or gRPC code when the server sent one
+            if exc.status and not isinstance(exc, ClientTimeout):
+                where = f" ({'HTTP ' if isinstance(exc.status, int) else ''}{exc.status})"
+            print(f"dendrite: error{where}: {message}", file=err)
         return 1
 
 
@@ -138,7 +151,8 @@ def format_sentiment(args, body: dict, write: Callable[[str], Any]) -> None:
     write(header(body))
     width = max(len(p["label"]) for p in body["predictions"])
     for text, prediction in zip(args.texts, body["predictions"]):
-        probabilities = "  ".join(f"{label} {100 * p:4.1f}%" for label, p in prediction["probabilities"].items())
+        # sorted: a gRPC map arrives in any order, and the same answer should read the same way twice
+        probabilities = "  ".join(f"{label} {100 * p:4.1f}%" for label, p in sorted(prediction["probabilities"].items()))
         note = "  (truncated)" if prediction["truncated"] else ""
         write(f"{prediction['label']:<{width}}  {text}{note}\n{'':<{width}}  {probabilities}\n")
 

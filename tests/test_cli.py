@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 
@@ -124,6 +125,32 @@ def test_unreachable_server_and_missing_photo(capsys, tmp_path):
     assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().err
     assert main(["predict", "image", str(tmp_path / "missing.jpg"), "--url", "http://127.0.0.1:9"]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_timeout_says_it_timed_out(capsys, server, transport, china_jpg):
+    """The server is up: an answer later than ``--timeout`` is a timeout, not "cannot reach"."""
+    code, out, err = dendrite(capsys, server, transport, "predict", "image", str(china_jpg), "--timeout", "0.001")
+    assert code == 1 and out == ""
+    assert "no answer within the 0.001 s timeout (--timeout)" in err and "cannot reach" not in err, err
+
+
+def test_url_without_scheme_means_http(capsys, server):
+    assert main(["models", "--url", f"127.0.0.1:{server.port}"]) == 0
+    assert capsys.readouterr().out.startswith("MODEL")
+
+
+def test_a_reader_that_stops_early_ends_it_quietly(server):
+    """``dendrite models | head -2``: the pipe is closed before the table is written; exit 141 as for
+    SIGPIPE, and no traceback or "Exception ignored" on stderr."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "app", "models", "--url", server.url], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == ""
 
 
 def test_models_lists_the_repository(capsys, server):
