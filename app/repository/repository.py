@@ -19,6 +19,7 @@ from app.errors import InvalidInput, ModelNotReady, NotFound
 from app.metrics import Metrics
 from app.repository.config import ConfigError, ModelConfig, load_config
 from app.repository.model import ModelVersion, State
+from app.runtime import workers
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class ModelRepository:
         start = time.perf_counter()
         self.metrics.model_ready.labels(*mv.key).set(0)
         try:
-            await asyncio.to_thread(mv.load_sync, self.settings)
+            await workers.load(mv.load_sync, self.settings)
             mv.start_batchers(self.settings, self.metrics)
         except Exception as exc:  # noqa: BLE001 - any failure isolates this version, never the server
             mv.state, mv.reason = State.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
