@@ -247,6 +247,9 @@ class BatchedInfer:
         finally:
             self.waited += time.perf_counter() - start
 
+    def with_deadline(self, deadline: float | None) -> "BatchedInfer":
+        return BatchedInfer(self.version, deadline)
+
 
 def _reconcile(declared: list[TensorSpec], actual: list[TensorSpec], what: str, path: Path) -> list[TensorSpec]:
     """config.yaml may restate (and narrow) the graph's tensors, but must agree with it."""
