@@ -170,36 +170,49 @@ def test_a_client_that_leaves_mid_decode_is_no_longer_decoded(server, transport)
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_each_caller_of_a_decode_group_has_its_own_deadline(server, transport):
-    async def short() -> str:
-        if transport == "rest":
-            async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-                r = await client.post("/predict/translation", json={"model": "copy", "texts": [LONG] * 3},
-                                      headers={"X-Request-Timeout": "0.3"})  # fmt: skip
-                assert r.status_code == 504, r.text
-                assert "deadline" in r.json()["error"] and "Error" not in r.json()["error"]
-                return "504"
-        async with grpc.aio.insecure_channel(server.grpc_target) as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await pb_grpc.PredictStub(channel).Translation(
-                    pb.TranslationRequest(model="copy", texts=[LONG] * 3), timeout=0.3)
-            return err.value.code().name
+    """A blocker's group runs while the short caller, then the patient one, queue: they form the
+    next group together, the short caller first (its deadline passes during that group)."""
+    timeout = 1.2
+    blocker_body = {"model": "copy", "texts": [LONG]}
+    short_body, patient_body = {"model": "copy", "texts": [LONG] * 3}, {"model": "copy", "texts": [LONG]}
 
-    async def patient() -> str:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            r = await client.post("/predict/translation", json={"model": "copy", "texts": [LONG]})
-            assert r.status_code == 200, r.text
-            return r.json()["translations"][0]["text"]
+    async def over_rest(client: httpx.AsyncClient, body: dict, timeout: float | None = None) -> str:
+        r = await client.post("/predict/translation", json=body,
+                              headers={"X-Request-Timeout": str(timeout)} if timeout else {})  # fmt: skip
+        if timeout:
+            assert r.status_code == 504 and "deadline" in r.json()["error"], r.text
+            return "504"
+        assert r.status_code == 200, r.text
+        return r.json()["translations"][0]["text"]
 
-    async def scenario():
-        # the short caller first: before, the whole group ran under its deadline and the patient one failed too
-        first = asyncio.create_task(short())
-        await asyncio.sleep(0.001)
-        return await asyncio.gather(first, patient())
+    async def over_grpc(stub, body: dict, timeout: float | None = None) -> str:
+        try:
+            return (await stub.Translation(pb.TranslationRequest(**body), timeout=timeout or 60)).translations[0].text
+        except grpc.aio.AioRpcError as exc:
+            assert timeout, exc
+            return exc.code().name
+
+    async def scenario() -> tuple[str, str, float]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client, \
+                grpc.aio.insecure_channel(server.grpc_target) as channel:  # fmt: skip
+            await channel.channel_ready()
+            stub = pb_grpc.PredictStub(channel)
+            send = (lambda *a: over_rest(client, *a)) if transport == "rest" else (lambda *a: over_grpc(stub, *a))
+            blocker = asyncio.create_task(send(blocker_body))
+            await asyncio.sleep(0.1)
+            sent = time.perf_counter()
+            short = asyncio.create_task(send(short_body, timeout))
+            await asyncio.sleep(0.05)
+            patient = asyncio.create_task(send(patient_body))
+            assert await blocker == LONG
+            blocker_done = time.perf_counter() - sent
+            return await short, await patient, blocker_done
 
     before = rows_computed(server, "copy")
-    started = time.perf_counter()
-    outcome, text = asyncio.run(scenario())
+    outcome, text, blocker_done = asyncio.run(scenario())
     rows = rows_computed(server, "copy") - before
+    # before: the group ran under its first caller's deadline, and the patient caller failed with it
     assert outcome in ("504", "DEADLINE_EXCEEDED") and text == LONG
-    assert rows <= 42 + 3 * (1 + 0.3 / STEP_S + 4), rows  # the short caller's rows stopped at its deadline
-    assert time.perf_counter() - started < 30
+    # the short caller's rows were decoded only until its deadline
+    short_steps = max(0.0, timeout - blocker_done) / STEP_S
+    assert rows <= 2 * 42 + 3 * (1 + short_steps + 4), (rows, blocker_done)
