@@ -69,7 +69,7 @@ async def load(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await _run("load", fn, *args, **kwargs)
 
 
-async def parse(size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def offload_if_large(size: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args)`` on the preprocess pool when ``size`` (bytes of input) is over OFFLOAD_BYTES, else inline."""
     if size > OFFLOAD_BYTES:
         return await preprocess(fn, *args, **kwargs)

@@ -23,7 +23,8 @@ from app.tasks.sentiment.pipeline import SentimentPipeline
 from app.tasks.translation.pipeline import TranslationPipeline
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc as pb_grpc
-from app.transports.grpc.rpc import deadline_of, offload_if_large, rpc_handler
+from app.runtime import workers
+from app.transports.grpc.rpc import deadline_of, rpc_handler
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Predict"].full_name
 
@@ -53,7 +54,7 @@ class PredictServicer(pb_grpc.PredictServicer):
     async def predict(self, pipeline: type[Pipeline], request: Message, reply: type[Reply], context) -> Reply:
         deadline = deadline_of(context)
         # big image batches: base64-encoding them is CPU work the event loop should not do
-        task_request = await offload_if_large(request.ByteSize(), to_task_request, request, pipeline.request_type)
+        task_request = await workers.offload_if_large(request.ByteSize(), to_task_request, request, pipeline.request_type)
         result = await self.dataplane.predict(pipeline.task, task_request, protocol="grpc", deadline=deadline)
         return to_reply(result, pipeline.response_type, reply)
 
