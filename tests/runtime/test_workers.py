@@ -84,3 +84,27 @@ def test_image_requests_are_not_starved_by_decode_loops(tmp_path):
         latencies, statuses = asyncio.run(scenario())
     assert statuses == [200] * 32
     assert max(latencies) < 1.0, latencies
+
+
+def test_big_json_images_and_multipart_files_are_classified_alike(tmp_path):
+    """A JSON body over OFFLOAD_BYTES (parsed and base64-decoded on the preprocess pool) and the same
+    files uploaded as multipart (passed on as bytes) get the same answers."""
+    write_image_model(tmp_path)
+    rng = np.random.default_rng(0)
+    files = []
+    for colour in ((250, 5, 5), (5, 250, 5), (5, 5, 250)):
+        noise = rng.integers(0, 4, (200, 200, 3), dtype=np.uint8)  # incompressible: a big PNG
+        buf = io.BytesIO()
+        Image.fromarray((np.array(colour, np.uint8) + noise).astype(np.uint8)).save(buf, format="PNG")
+        files.append(buf.getvalue())
+    body = {"model": "colours", "images": [base64.b64encode(f).decode() for f in files]}
+    assert len(json.dumps(body)) > workers.OFFLOAD_BYTES // 4
+    body["images"] *= 4  # 12 images, well over OFFLOAD_BYTES
+    with live_server(tmp_path) as s:
+        big = httpx.post(f"{s.url}/predict/image", json=body, timeout=30)
+        upload = httpx.post(f"{s.url}/predict/image", data={"model": "colours"}, timeout=30,
+                            files=[("images", (f"{i}.png", f, "image/png")) for i, f in enumerate(files)])
+    assert big.status_code == 200 and upload.status_code == 200, (big.text, upload.text)
+    top = [p["labels"][0]["label"] for p in big.json()["predictions"]]
+    assert top == ["red", "green", "blue"] * 4
+    assert upload.json()["predictions"] == big.json()["predictions"][:3]

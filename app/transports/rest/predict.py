@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.runtime import workers
 from app.tasks.base import invalid_input
 from app.tasks.image.pipeline import ImageFiles, ImageRequest, ImageResponse
 from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
@@ -55,7 +56,9 @@ async def _image_request(request: Request) -> ImageRequest:
         return _validated(ImageFiles.model_validate, {"images": images, **fields})
     if ctype and not ctype.startswith("application/json"):
         raise UnsupportedMediaType(f"send application/json (base64 images) or multipart/form-data, not {ctype!r}")
-    return _validated(ImageRequest.model_validate_json, await read_body(request, settings.max_request_bytes))
+    body = await read_body(request, settings.max_request_bytes)
+    # a big body (base64 images) is parsed off the loop
+    return await workers.offload_if_large(len(body), _validated, ImageRequest.model_validate_json, body)
 
 
 def _validated(validate, data) -> ImageRequest:
