@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     )
 
     # --- worker threads (app.runtime.workers) -------------------------------------------------
-    decode_threads: int = Field(4, ge=1, description="Threads for translation decode loops (one per running "
-                                "decode group; more groups wait their turn).")
+    decode_threads: int = Field(4, ge=1, description="Threads for translation decode loops; a translation model "
+                                "runs at most this many decode groups at once, more wait in its bounded queue.")
     preprocess_threads: int = Field(0, ge=0, description="Threads for image decoding/pre-processing, tokenisation "
                                     "and parsing of big requests (0 = one per core).")
     load_threads: int = Field(2, ge=1, description="Threads that load and close models.")

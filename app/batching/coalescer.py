@@ -8,7 +8,9 @@ own results back, in order.
 
 It gives callers the batcher's guarantees:
 - ``max_waiting`` bounds the callers waiting for a group (all keys together): past it,
-  ``submit`` raises ``Overloaded`` at once.
+  ``submit`` raises ``Overloaded`` at once. At most ``max_groups`` groups run at a time (all
+  keys together), so callers with many different keys wait here, counted, rather than as
+  groups queued for a worker thread, where nothing would bound them.
 - Each caller has its own deadline. Past it, the caller gets ``DeadlineExceeded`` while the
   others of its group go on; a group's graph runs carry the latest deadline of its callers.
 - A caller that leaves (deadline, cancelled: the client went away) is withdrawn: removed from
@@ -57,7 +59,7 @@ Process = Callable[[Hashable, list[Item], Group], Awaitable[list[Result]]]
 
 class Coalescer(Generic[Item, Result]):
     def __init__(self, process: Process, *, max_items: int = 32, max_delay_s: float = 0.002,
-                 max_waiting: int = 1024, retry_after_s: int = 1, name: str = ""):  # fmt: skip
+                 max_waiting: int = 1024, max_groups: int = 4, retry_after_s: int = 1, name: str = ""):  # fmt: skip
         """``process(key, items, group)`` returns one result per item (any value for items no
         longer live)."""
         self._process = process
@@ -69,6 +71,7 @@ class Coalescer(Generic[Item, Result]):
         self._waiting: dict[Hashable, list[_Waiting[Item]]] = {}
         self._waiting_count = 0
         self._running: set[Hashable] = set()
+        self._slots = asyncio.Semaphore(max_groups)
 
     @property
     def waiting(self) -> int:
@@ -113,20 +116,24 @@ class Coalescer(Generic[Item, Result]):
         try:
             await asyncio.sleep(self.max_delay_s)
             while self._waiting.get(key):
-                queue = self._waiting[key]
-                members, count = [], 0
-                while queue and (not members or count + len(queue[0].items) <= self.max_items):
-                    w = queue.pop(0)
-                    self._waiting_count -= 1
-                    members.append(w)
-                    count += len(w.items)
-                try:
-                    results = await self._process(key, [item for w in members for item in w.items], Group(members))
-                except Exception as exc:  # noqa: BLE001 - every caller of the group learns why
-                    for w in members:
-                        if not w.future.done():
-                            w.future.set_exception(exc)
-                    continue
+                async with self._slots:
+                    queue = self._waiting.get(key)
+                    if not queue:  # every caller left while the group waited for a slot
+                        break
+                    members, count = [], 0
+                    while queue and (not members or count + len(queue[0].items) <= self.max_items):
+                        w = queue.pop(0)
+                        self._waiting_count -= 1
+                        members.append(w)
+                        count += len(w.items)
+                    try:
+                        results = await self._process(key, [item for w in members for item in w.items],
+                                                      Group(members))  # fmt: skip
+                    except Exception as exc:  # noqa: BLE001 - every caller of the group learns why
+                        for w in members:
+                            if not w.future.done():
+                                w.future.set_exception(exc)
+                        continue
                 offset = 0
                 for w in members:
                     if not w.future.done():

@@ -152,3 +152,24 @@ async def test_a_cancelled_caller_inside_a_running_group_is_no_longer_live():
     gone.cancel()
     assert await kept == ["kept"]
     assert lives[0] == [True, True, True] and lives[-1] == [False, False, True]
+
+
+async def test_groups_beyond_max_groups_wait_counted_in_the_bounded_list():
+    release, running = asyncio.Event(), []
+
+    async def process(key, items, group):
+        running.append(key)
+        await release.wait()
+        return items
+
+    c = Coalescer(process, max_items=4, max_delay_s=0, max_waiting=2, max_groups=1)
+    first = asyncio.ensure_future(c.submit("a", [1]))
+    await asyncio.sleep(0.01)
+    others = [asyncio.ensure_future(c.submit(key, [2])) for key in ("b", "c")]  # other keys: no free group slot
+    await asyncio.sleep(0.01)
+    assert running == ["a"] and c.waiting == 2
+    with pytest.raises(Overloaded):
+        await c.submit("d", [3])
+    release.set()
+    assert await first == [1] and await asyncio.gather(*others) == [[2], [2]]
+    assert sorted(running) == ["a", "b", "c"]

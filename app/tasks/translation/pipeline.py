@@ -55,6 +55,7 @@ class TranslationPipeline(Pipeline[TranslationRequest, TranslationResponse]):
         db = config.dynamic_batching
         self.coalescer = Coalescer(self._translate, max_items=config.max_batch_size or 32,
                                    max_waiting=db.max_queue_size or settings.default_max_queue_size,
+                                   max_groups=settings.decode_threads,
                                    retry_after_s=settings.retry_after_seconds, name=version_dir.parent.name)
 
     async def predict(self, request: TranslationRequest, infer: Infer) -> dict:
