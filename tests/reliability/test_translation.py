@@ -33,6 +33,7 @@ from tests.support import COPY_WORDS, write_copying_translation
 SECONDS = float(os.environ.get("DENDRITE_TEST_OVERLOAD_SECONDS", "8"))
 STEP_S = 0.02  # the batcher's delay: every decode step of a partial batch lasts at least this
 LONG = " ".join(COPY_WORDS[:40])  # 41 decode steps: at least 0.8 s
+LONGER = " ".join(COPY_WORDS[:60])  # 61 decode steps: at least 1.2 s
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_overload_at_three_times_capacity_sheds_the_rest_over_rest_and_grpc(serv
 
 
 async def _rest_leaver(url: str, leave_after: float) -> None:
-    body = {"model": "copy", "texts": [LONG] * 7}
+    body = {"model": "copy", "texts": [LONGER] * 7}
     async with httpx.AsyncClient(timeout=leave_after) as client:
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes its connection
             await client.post(f"{url}/predict/translation", json=body)
@@ -134,7 +135,7 @@ async def _grpc_leaver(target: str, leave_after: float) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         await channel.channel_ready()
         started = time.perf_counter()
-        call = pb_grpc.PredictStub(channel).Translation(pb.TranslationRequest(model="copy", texts=[LONG] * 7))
+        call = pb_grpc.PredictStub(channel).Translation(pb.TranslationRequest(model="copy", texts=[LONGER] * 7))
         await asyncio.sleep(leave_after - (time.perf_counter() - started))
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -160,12 +161,12 @@ def test_a_client_that_leaves_mid_decode_is_no_longer_decoded(server, transport)
     assert asyncio.run(scenario()) == LONG
     rows = rows_computed(server, "copy") - before
     stayer_rows = 1 + 41  # encoder + one row per step
-    # Decoded in full, the leaver would add 7 x 42 rows. It is decoded only until it leaves (at
-    # most leave_after / STEP_S steps), plus a few steps while the cancel travels.
-    leaver_bound = 7 * (1 + leave_after / STEP_S + 4)
+    # Decoded in full, the leaver would add 7 x 62 rows. It leaves after 0.3 s, about 15 of its 61
+    # steps; on a busy machine the disconnect takes a while to be seen, so the bound is half of them.
+    full = 7 * (1 + 61)
     print(f"\n{transport} leaver: {rows:.0f} rows decoded (stayer alone {stayer_rows}, "
-          f"leaver decoded in full would add {7 * 42})")
-    assert stayer_rows + 7 * 2 <= rows <= stayer_rows + leaver_bound, rows  # decoding when it left
+          f"leaver decoded in full would add {full})")
+    assert stayer_rows + 7 * 2 <= rows <= stayer_rows + full / 2, rows  # decoding when it left, not to the end
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
@@ -215,4 +216,4 @@ def test_each_caller_of_a_decode_group_has_its_own_deadline(server, transport):
     assert outcome in ("504", "DEADLINE_EXCEEDED") and text == LONG
     # the short caller's rows were decoded only until its deadline
     short_steps = max(0.0, timeout - blocker_done) / STEP_S
-    assert rows <= 2 * 42 + 3 * (1 + short_steps + 4), (rows, blocker_done)
+    assert rows <= 2 * 42 + 3 * (1 + short_steps + 10), (rows, blocker_done)  # slack: a busy event loop
