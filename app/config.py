@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         "shape seen, while off (plain malloc) or shrunk after each run RSS keeps growing (bench/arena.py).",
     )
 
+    # --- worker threads (app.runtime.workers) -------------------------------------------------
+    decode_threads: int = Field(4, ge=1, description="Threads for translation decode loops; a translation model "
+                                "runs at most this many decode groups at once, more wait in its bounded queue.")
+    preprocess_threads: int = Field(0, ge=0, description="Threads for image decoding/pre-processing, tokenisation "
+                                    "and parsing of big requests (0 = one per core).")
+    load_threads: int = Field(2, ge=1, description="Threads that load and close models.")
+
     # --- batching defaults ------------------------------------------------------------------
     default_max_queue_size: int = Field(1024, ge=1, description="Per-model queue bound when config.yaml sets none.")
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 503 when a queue is full.")

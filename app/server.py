@@ -15,6 +15,7 @@ from app.config import Settings
 from app.dataplane import DataPlane
 from app.metrics import Metrics
 from app.repository.repository import ModelRepository
+from app.runtime import workers
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
+        workers.configure(settings)
         self.metrics = Metrics()
         self.repository = ModelRepository(settings.model_repository, settings, self.metrics)
         self.dataplane = DataPlane(settings, self.repository, self.metrics)

@@ -105,6 +105,76 @@ def write_model(repo: Path, name: str, model: onnx.ModelProto | bytes | None, co
     return folder
 
 
+COPY_WORDS = [f"w{i}" for i in range(60)]  # the copying translation model's vocabulary (after 4 specials)
+
+
+def write_copying_translation(repo: Path, name: str, *, step_delay_us: int = 0, max_batch_size: int = 8,
+                              max_queue_size: int | None = None, max_output_length: int = 64,
+                              step_work: int = 0) -> Path:  # fmt: skip
+    """A real translation model (encoder + decoder_step graphs, a tokenizer.json) that translates
+    by copying: the output is the input's words (``COPY_WORDS``), one per decode step, then EOS.
+    ``step_delay_us`` (the batcher's max_queue_delay) paces every graph run of a partial batch,
+    so a decode lasts about (words + 1) x the delay on any machine (a full batch does not wait).
+    ``step_work``: that many 1024 x 1024 matmuls per row and step, for real compute per row."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3} | {w: i + 4 for i, w in enumerate(COPY_WORDS)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
+    encoder = helper.make_graph(
+        [helper.make_node("Cast", ["src_ids"], ["ids"], to=TensorProto.FLOAT),
+         helper.make_node("Unsqueeze", ["ids", "two"], ["memory"])],
+        "encoder", [helper.make_tensor_value_info("src_ids", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("memory", TensorProto.FLOAT, ["b", "s", 1])],
+        [numpy_helper.from_array(np.array([2], np.int64), "two")],
+    )  # fmt: skip
+    # next token = the source token at the prefix's position (the source ends with </s>, so does the copy)
+    decoder = helper.make_graph(
+        [helper.make_node("Shape", ["tgt_prefix"], ["prefix_shape"]),
+         helper.make_node("Gather", ["prefix_shape", "one"], ["length"]),
+         helper.make_node("Sub", ["length", "one"], ["position"]),
+         helper.make_node("Gather", ["memory", "position"], ["at"], axis=1),
+         helper.make_node("Squeeze", ["at", "axis1"], ["token_f"]),
+         helper.make_node("Cast", ["token_f"], ["token"], to=TensorProto.INT64),
+         helper.make_node("OneHot", ["token", "depth", "values"], ["onehot"]),
+         helper.make_node("ReduceSum", ["memory_mask"], ["mask_sum"], keepdims=0),
+         helper.make_node("Cast", ["mask_sum"], ["mask_f"], to=TensorProto.FLOAT),
+         helper.make_node("Mul", ["mask_f", "zero"], ["nothing"]),
+         helper.make_node("Add", ["onehot", "nothing"], ["logits" if step_work else "next_logits"])]
+        + ([helper.make_node("MatMul", ["onehot", "widen"], ["h0"])]
+           + [helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"]) for i in range(step_work)]
+           + [helper.make_node("ReduceSum", [f"h{step_work}", "axis1"], ["work"]),
+              helper.make_node("Mul", ["work", "zero"], ["no_work"]),
+              helper.make_node("Add", ["logits", "no_work"], ["next_logits"])] if step_work else []),
+        "decoder_step",
+        [helper.make_tensor_value_info("tgt_prefix", TensorProto.INT64, ["b", "t"]),
+         helper.make_tensor_value_info("memory", TensorProto.FLOAT, ["b", "s", 1]),
+         helper.make_tensor_value_info("memory_mask", TensorProto.INT64, ["b", "s"])],
+        [helper.make_tensor_value_info("next_logits", TensorProto.FLOAT, ["b", len(vocab)])],
+        [numpy_helper.from_array(np.array(1, np.int64), "one"), numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+         numpy_helper.from_array(np.array(len(vocab), np.int64), "depth"),
+         numpy_helper.from_array(np.array([0.0, 10.0], np.float32), "values"),
+         numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+        + ([numpy_helper.from_array(np.full((len(vocab), 1024), 0.01, np.float32), "widen"),
+            numpy_helper.from_array(np.eye(1024, dtype=np.float32), "w")] if step_work else []),
+    )  # fmt: skip
+    folder = repo / name
+    version = folder / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    save(helper.make_model(encoder, opset_imports=OPSET), version / "encoder.onnx")
+    save(helper.make_model(decoder, opset_imports=OPSET), version / "decoder_step.onnx")
+    tokenizer.save(str(version / "tokenizer.json"))
+    batching = {"max_queue_delay_microseconds": step_delay_us} | ({"max_queue_size": max_queue_size}
+                                                                  if max_queue_size else {})  # fmt: skip
+    (folder / "config.yaml").write_text(yaml.safe_dump({
+        "task": "translation", "graphs": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},
+        "max_batch_size": max_batch_size, "dynamic_batching": batching,
+        "parameters": {"tokenizer": "tokenizer.json", "pad_id": 0, "start_id": 1, "eos_id": 2,
+                       "max_source_length": max_output_length, "max_output_length": max_output_length}}))  # fmt: skip
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

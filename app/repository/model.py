@@ -23,6 +23,7 @@ from app.config import Settings
 from app.errors import InvalidInput, ModelNotReady
 from app.metrics import Metrics
 from app.repository.config import ModelConfig, TensorSpec
+from app.runtime import workers
 from app.runtime.session import RuntimeOptions, SessionPool, graph_specs
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class ModelVersion:
         for g in self.graphs.values():
             if g.batcher:
                 await g.batcher.close()
-        await asyncio.to_thread(lambda: [g.pool.close() for g in self.graphs.values()])
+        await workers.load(lambda: [g.pool.close() for g in self.graphs.values()])
 
 
 class BatchedInfer:
@@ -247,6 +248,9 @@ class BatchedInfer:
             return (await self.version.infer(inputs, graph=graph, deadline=self.deadline, admitted=True)).outputs
         finally:
             self.waited += time.perf_counter() - start
+
+    def with_deadline(self, deadline: float | None) -> "BatchedInfer":
+        return BatchedInfer(self.version, deadline)
 
 
 def _reconcile(declared: list[TensorSpec], actual: list[TensorSpec], what: str, path: Path) -> list[TensorSpec]:

@@ -21,6 +21,7 @@ from app.metrics import Metrics
 from app.repository.config import ConfigError, ModelConfig, load_config
 from app.repository.model import ModelVersion, State
 from app.repository.training import TrainingStatus, read_status
+from app.runtime import workers
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ class ModelRepository:
         self.metrics.model_ready.labels(*mv.key).set(0)
         failures = self.metrics.load_failures.labels(*mv.key)  # a 0 series from the first load on
         try:
-            await asyncio.to_thread(mv.load_sync, self.settings)
+            await workers.load(mv.load_sync, self.settings)
             mv.start_batchers(self.settings, self.metrics)
         except Exception as exc:  # noqa: BLE001 - any failure isolates this version, never the server
             mv.state, mv.reason = State.UNAVAILABLE, f"{type(exc).__name__}: {exc}"

@@ -26,8 +26,13 @@ class Infer(Protocol):
     ``waited``: seconds this request has spent waiting on batched inference so far."""
 
     waited: float
+    deadline: float | None
 
     async def __call__(self, inputs: dict[str, np.ndarray], graph: str | None = None) -> dict[str, np.ndarray]: ...
+
+    def with_deadline(self, deadline: float | None) -> "Infer":
+        """The same graphs under another deadline (a coalesced group runs under its callers' latest)."""
+        ...
 
 
 class TaskRequest(BaseModel):

@@ -4,13 +4,15 @@ import asyncio
 
 import pytest
 
+from app.errors import DeadlineExceeded, Overloaded
+
 from app.batching.coalescer import Coalescer
 
 
 async def test_concurrent_submissions_share_one_group_and_get_their_own_results():
     groups = []
 
-    async def process(key, items):
+    async def process(key, items, group):
         groups.append((key, list(items)))
         await asyncio.sleep(0.01)
         return [f"{key}:{x * 10}" for x in items]
@@ -24,7 +26,7 @@ async def test_concurrent_submissions_share_one_group_and_get_their_own_results(
 async def test_groups_respect_max_items_and_arrivals_during_a_group_form_the_next():
     groups = []
 
-    async def process(key, items):
+    async def process(key, items, group):
         groups.append(list(items))
         await asyncio.sleep(0.02)
         return items
@@ -40,7 +42,7 @@ async def test_groups_respect_max_items_and_arrivals_during_a_group_form_the_nex
 
 
 async def test_a_failing_group_fails_its_callers_only():
-    async def process(key, items):
+    async def process(key, items, group):
         if "bad" in items:
             raise ValueError("boom")
         return items
@@ -55,7 +57,7 @@ async def test_a_failing_group_fails_its_callers_only():
 async def test_a_cancelled_caller_is_skipped():
     seen = []
 
-    async def process(key, items):
+    async def process(key, items, group):
         seen.extend(items)
         return items
 
@@ -68,3 +70,106 @@ async def test_a_cancelled_caller_is_skipped():
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert seen == ["kept"]
+
+
+async def test_the_waiting_list_is_bounded():
+    release = asyncio.Event()
+
+    async def process(key, items, group):
+        await release.wait()
+        return items
+
+    c = Coalescer(process, max_items=1, max_delay_s=0, max_waiting=2, retry_after_s=3, name="m")
+    running = asyncio.ensure_future(c.submit("k", ["running"]))
+    await asyncio.sleep(0.01)  # its group runs: it no longer waits
+    waiting = [asyncio.ensure_future(c.submit("k", [i])) for i in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as refused:
+        await c.submit("other key", ["one too many"])
+    assert refused.value.retry_after == 3 and "max_queue_size" in refused.value.message
+    release.set()
+    assert await running == ["running"] and await asyncio.gather(*waiting) == [[0], [1]]
+    assert c.waiting == 0 and await c.submit("k", ["again"]) == ["again"]
+
+
+async def test_each_caller_has_its_own_deadline_and_a_leaver_is_no_longer_live():
+    lives = []
+
+    async def process(key, items, group):
+        for _ in range(10):  # a decode loop asking before every step
+            lives.append(group.live())
+            await asyncio.sleep(0.01)
+        return items
+
+    c = Coalescer(process, max_items=10, max_delay_s=0)
+    now = asyncio.get_running_loop().time()
+    short = asyncio.ensure_future(c.submit("k", ["a", "b"], deadline=now + 0.03))
+    patient = asyncio.ensure_future(c.submit("k", ["c"], deadline=now + 5))
+    endless = asyncio.ensure_future(c.submit("k", ["d"]))
+    with pytest.raises(DeadlineExceeded):
+        await short
+    assert await patient == ["c"] and await endless == ["d"]  # the first caller's deadline is not theirs
+    assert lives[0] == [True, True, True, True] and lives[-1] == [False, False, True, True]
+
+
+async def test_the_group_deadline_is_its_latest_callers():
+    deadlines = []
+
+    async def process(key, items, group):
+        deadlines.append(group.deadline)
+        return items
+
+    c = Coalescer(process, max_items=10, max_delay_s=0.01)
+    now = asyncio.get_running_loop().time()
+    await asyncio.gather(c.submit("a", [1], deadline=now + 1), c.submit("a", [2], deadline=now + 2),
+                         c.submit("b", [3], deadline=now + 1), c.submit("b", [4]))
+    assert sorted(deadlines, key=str) == sorted([now + 2, None], key=str)
+
+
+async def test_a_past_deadline_is_refused_without_queueing():
+    async def process(key, items, group):
+        raise AssertionError("not processed")
+
+    c = Coalescer(process)
+    with pytest.raises(DeadlineExceeded):
+        await c.submit("k", [1], deadline=asyncio.get_running_loop().time() - 1)
+    assert c.waiting == 0
+
+
+async def test_a_cancelled_caller_inside_a_running_group_is_no_longer_live():
+    lives = []
+
+    async def process(key, items, group):
+        for _ in range(5):
+            lives.append(group.live())
+            await asyncio.sleep(0.01)
+        return items
+
+    c = Coalescer(process, max_items=10, max_delay_s=0)
+    gone = asyncio.ensure_future(c.submit("k", ["gone", "gone too"]))
+    kept = asyncio.ensure_future(c.submit("k", ["kept"]))
+    await asyncio.sleep(0.015)
+    gone.cancel()
+    assert await kept == ["kept"]
+    assert lives[0] == [True, True, True] and lives[-1] == [False, False, True]
+
+
+async def test_groups_beyond_max_groups_wait_counted_in_the_bounded_list():
+    release, running = asyncio.Event(), []
+
+    async def process(key, items, group):
+        running.append(key)
+        await release.wait()
+        return items
+
+    c = Coalescer(process, max_items=4, max_delay_s=0, max_waiting=2, max_groups=1)
+    first = asyncio.ensure_future(c.submit("a", [1]))
+    await asyncio.sleep(0.01)
+    others = [asyncio.ensure_future(c.submit(key, [2])) for key in ("b", "c")]  # other keys: no free group slot
+    await asyncio.sleep(0.01)
+    assert running == ["a"] and c.waiting == 2
+    with pytest.raises(Overloaded):
+        await c.submit("d", [3])
+    release.set()
+    assert await first == [1] and await asyncio.gather(*others) == [[2], [2]]
+    assert sorted(running) == ["a", "b", "c"]

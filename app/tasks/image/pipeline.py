@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 
@@ -10,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge
+from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.image.postprocess import load_labels, top_k
 from app.tasks.image.preprocess import ImagePreprocessing, preprocess
@@ -25,10 +25,17 @@ class ImageRequest(TaskRequest):
     def check_limits(self, settings: Settings) -> None:
         super().check_limits(settings)
         for i, item in enumerate(self.images):
-            size = len(item) * 3 // 4  # decoded size of base64 text, give or take padding
+            size = len(item) if isinstance(item, bytes) else len(item) * 3 // 4  # base64: give or take padding
             if size > settings.max_image_bytes:
                 raise PayloadTooLarge(f"images[{i}] has about {size} bytes, over the limit of "
                                       f"{settings.max_image_bytes} (DENDRITE_MAX_IMAGE_BYTES)")  # fmt: skip
+
+
+class ImageFiles(ImageRequest):
+    """An image request whose files arrived as bytes (multipart upload, gRPC): nothing to
+    base64-encode on the way in and decode again here."""
+
+    images: list[bytes] = Field(..., min_length=1)  # type: ignore[assignment]
 
 
 class Label(BaseModel):
@@ -70,11 +77,15 @@ class ImagePipeline(Pipeline[ImageRequest, ImageResponse]):
         self.default_top_k = int(self.parameters.get("top_k", 5))
 
     async def classify(self, images: list[bytes], k: int, infer: Infer) -> dict:
-        batch = await asyncio.to_thread(preprocess, images, self.spec, self.settings.max_image_pixels)
+        batch = await workers.preprocess(preprocess, images, self.spec, self.settings.max_image_pixels)
         outputs = await infer({self.input_name: batch})
         logits = self.output(outputs)
         ranked = top_k(logits, self.labels, k)
         return {"predictions": [{"labels": [p.__dict__ for p in row]} for row in ranked]}
 
     async def predict(self, request: ImageRequest, infer: Infer) -> dict:
-        return await self.classify(decode_base64(request.images), request.top_k or self.default_top_k, infer)
+        if isinstance(request, ImageFiles):
+            files = request.images
+        else:  # base64 text: decoded off the loop when big
+            files = await workers.offload_if_large(sum(map(len, request.images)), decode_base64, request.images)
+        return await self.classify(files, request.top_k or self.default_top_k, infer)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from pydantic import BaseModel, Field
 
+from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.sentiment.processing import DEFAULT_BUCKETS, SentimentCodec
 
@@ -50,7 +49,7 @@ class SentimentPipeline(Pipeline[SentimentRequest, SentimentResponse]):
         self.codec = SentimentCodec.from_files(self.file("tokenizer", "tokenizer.json"), labels, buckets)
 
     async def predict(self, request: SentimentRequest, infer: Infer) -> dict:
-        batch = await asyncio.to_thread(self.codec.encode, request.texts)
+        batch = await workers.preprocess(self.codec.encode, request.texts)
         outputs = await infer(batch.feeds())
         logits = self.output(outputs)
         return {"predictions": [p.__dict__ for p in self.codec.decode(logits, batch.truncated)]}

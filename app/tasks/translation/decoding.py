@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 GraphRunner = Callable[[str, Mapping[str, np.ndarray]], Sequence[np.ndarray]]
+# Which sources of the batch are still wanted (a bool per source), asked before every step:
+# a source whose caller left stops being decoded.
+Keep = Callable[[], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -40,15 +43,22 @@ def _next_logits(run: GraphRunner, prefix: np.ndarray, memory: np.ndarray, memor
 
 
 def greedy_decode(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray, spec: DecodingSpec,
-                  max_length: int | None = None) -> list[list[int]]:
+                  max_length: int | None = None, keep: Keep | None = None) -> list[list[int]]:
     """Token ids per source (without the start token, ending at EOS when one was produced).
-    Finished rows leave the batch, so each step only computes the sentences still running."""
+    Finished rows leave the batch, so each step only computes the sentences still running;
+    so do rows ``keep`` no longer wants (their ids stop where they were)."""
     limit = min(max_length or spec.max_output_length, spec.max_output_length)
     batch = memory.shape[0]
     outputs: list[list[int]] = [[] for _ in range(batch)]
     active = np.arange(batch)
     prefix = np.full((batch, 1), spec.start_id, dtype=np.int64)
     for _ in range(limit):
+        if keep is not None:
+            wanted = keep()[active]
+            if not wanted.all():
+                prefix, active = prefix[wanted], active[wanted]
+                if not active.size:
+                    break
         next_ids = _next_logits(run, prefix, memory[active], memory_mask[active], spec).argmax(axis=-1)
         for row, token in zip(active, next_ids):
             outputs[row].append(int(token))
@@ -70,12 +80,14 @@ def _top_candidates(totals: np.ndarray, count: int) -> np.ndarray:
 
 
 def beam_search(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray, spec: DecodingSpec,
-                beam_size: int = 4, length_penalty: float = 1.0, max_length: int | None = None) -> list[list[int]]:
+                beam_size: int = 4, length_penalty: float = 1.0, max_length: int | None = None,
+                keep: Keep | None = None) -> list[list[int]]:
     """Batched beam search: every running source keeps ``beam_size`` live hypotheses in one
     decoder_step batch of ``running sources x beams`` rows. A hypothesis ends at EOS; its score is
     the summed log probability divided by length**length_penalty. A source stops (and leaves the
     batch) once it holds ``beam_size`` finished hypotheses and its best live one, normalised at its
-    current length, scores lower (Hugging Face's default heuristic)."""
+    current length, scores lower (Hugging Face's default heuristic). A source ``keep`` no longer
+    wants leaves the batch too (its result: what it had finished, else nothing)."""
     if beam_size < 1:
         raise ValueError("beam_size must be >= 1")
     limit = min(max_length or spec.max_output_length, spec.max_output_length)
@@ -89,6 +101,15 @@ def beam_search(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray, s
     running = list(range(sources))  # row block b of the batch belongs to source running[b]
 
     for step in range(1, limit + 1):
+        if keep is not None:
+            wanted = keep()
+            blocks = [block for block, source in enumerate(running) if wanted[source]]
+            if len(blocks) < len(running):
+                rows = (np.arange(beam_size)[None, :] + beam_size * np.array(blocks, dtype=np.int64)[:, None]).ravel()
+                prefix, memory_rows, mask_rows, scores = prefix[rows], memory_rows[rows], mask_rows[rows], scores[rows]
+                running = [running[block] for block in blocks]
+                if not running:
+                    break
         log_probs = log_softmax(_next_logits(run, prefix, memory_rows, mask_rows, spec).astype(np.float64))
         vocab = log_probs.shape[1]
         totals = (scores[:, None] + log_probs).reshape(len(running), beam_size * vocab)
@@ -138,5 +159,5 @@ def beam_search(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray, s
     for block, source in enumerate(running):
         best = block * beam_size + int(np.argmax(scores[block * beam_size:(block + 1) * beam_size]))
         live_best[source] = [int(t) for t in prefix[best, 1:]]
-    return [max(finished[source], key=lambda item: item[0])[1] if finished[source] else live_best[source]
+    return [max(finished[source], key=lambda item: item[0])[1] if finished[source] else live_best.get(source, [])
             for source in range(sources)]

@@ -11,7 +11,8 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
-from app.batching.coalescer import Coalescer
+from app.batching.coalescer import Coalescer, Group
+from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.translation.processing import TranslationCodec
 
@@ -51,32 +52,33 @@ class TranslationPipeline(Pipeline[TranslationRequest, TranslationResponse]):
         if set(config.graphs) != {"encoder", "decoder_step"}:
             raise ValueError("a translation model needs graphs: {encoder: ..., decoder_step: ...}")
         self.codec = TranslationCodec.from_files(self.file("tokenizer", "tokenizer.json"), self.parameters)
-        self.coalescer = Coalescer(self._translate, max_items=config.max_batch_size or 32)
+        db = config.dynamic_batching
+        self.coalescer = Coalescer(self._translate, max_items=config.max_batch_size or 32,
+                                   max_waiting=db.max_queue_size or settings.default_max_queue_size,
+                                   max_groups=settings.decode_threads,
+                                   retry_after_s=settings.retry_after_seconds, name=version_dir.parent.name)
 
     async def predict(self, request: TranslationRequest, infer: Infer) -> dict:
         # Requests meet only requests with the same decoding options. The pipeline belongs to one
-        # model version, so every caller's `infer` runs the same graphs; a group uses its first
-        # caller's (and so that caller's deadline).
+        # model version, so every caller's `infer` runs the same graphs.
         items = [(text, infer) for text in request.texts]
-        results = await self.coalescer.submit((request.beam_size, request.max_length), items)
+        results = await self.coalescer.submit((request.beam_size, request.max_length), items, infer.deadline)
         return {"translations": results}
 
-    async def _translate(self, key, items: list[tuple[str, Infer]]) -> list[dict]:
+    async def _translate(self, key, items: list[tuple[str, Infer]], group: Group) -> list[dict]:
         beam_size, max_length = key
-        texts, infer = [text for text, _ in items], items[0][1]
-        waited_before = infer.waited
+        texts, callers = [text for text, _ in items], {id(f): f for _, f in items}
+        infer = items[0][1].with_deadline(group.deadline)
         loop = asyncio.get_running_loop()
 
         def run(graph: str, feeds):  # called on the worker thread; computes through the batcher
             outputs = asyncio.run_coroutine_threadsafe(infer(feeds, graph=graph), loop).result()
             return list(outputs.values())
 
-        translations = await asyncio.to_thread(
+        translations = await workers.decode(
             self.codec.translate, texts, run, beam_size=beam_size, max_output_length=max_length,
-            batch_size=self.config.max_batch_size or 32)
+            batch_size=self.config.max_batch_size or 32, keep=group.live)
         # Every caller of the group waited on the same graph runs (for its processing-time metric).
-        spent = infer.waited - waited_before
-        for other in {id(f): f for _, f in items}.values():
-            if other is not infer:
-                other.waited += spent
+        for caller in callers.values():
+            caller.waited += infer.waited
         return [{"text": t.text, "source_truncated": t.source_truncated} for t in translations]

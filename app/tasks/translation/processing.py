@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from app.tasks.translation.decoding import DecodingSpec, GraphRunner, beam_search, greedy_decode
+from app.tasks.translation.decoding import DecodingSpec, GraphRunner, Keep, beam_search, greedy_decode
 
 
 @dataclass(frozen=True)
@@ -64,20 +64,26 @@ class TranslationCodec:
 
     def translate(self, texts: Sequence[str], run: GraphRunner, *, beam_size: int = 1,
                   max_output_length: int | None = None, length_penalty: float = 1.0,
-                  batch_size: int = 32) -> list[Translation]:
+                  batch_size: int = 32, keep: Keep | None = None) -> list[Translation]:
         """Translations in input order. Sources are grouped by length into batches of
-        ``batch_size`` so little padding is computed."""
+        ``batch_size`` so little padding is computed. ``keep`` (a bool per text, asked at every
+        step) drops texts nobody waits for any more; theirs are cut short or empty."""
         lengths = [len(e.ids) for e in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(texts)), key=lambda i: lengths[i])
         results: list[Translation | None] = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
+            chunk_keep = None if keep is None else (lambda chunk=chunk: np.asarray(keep())[chunk])
             src_ids, mask, truncated = self.encode_sources([texts[i] for i in chunk])
-            memory = np.asarray(run("encoder", {"src_ids": src_ids})[0])
-            if beam_size == 1:
-                outputs = greedy_decode(run, memory, mask, self.spec, max_output_length)
+            if chunk_keep is not None and not chunk_keep().any():
+                outputs = [[] for _ in chunk]
             else:
-                outputs = beam_search(run, memory, mask, self.spec, beam_size, length_penalty, max_output_length)
+                memory = np.asarray(run("encoder", {"src_ids": src_ids})[0])
+                if beam_size == 1:
+                    outputs = greedy_decode(run, memory, mask, self.spec, max_output_length, chunk_keep)
+                else:
+                    outputs = beam_search(run, memory, mask, self.spec, beam_size, length_penalty, max_output_length,
+                                          chunk_keep)
             for index, tokens, cut in zip(chunk, outputs, truncated):
                 results[index] = Translation(self.detokenize(tokens), tokens, cut)
         return results  # type: ignore[return-value]

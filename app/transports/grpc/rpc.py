@@ -17,11 +17,6 @@ log = logging.getLogger(__name__)
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
-# Messages above this are decoded/encoded on a worker thread so big typed tensors (Python
-# lists of millions of numbers) do not stall the loop that REST shares. Same bound as REST.
-OFFLOAD_BYTES = 256 * 1024
-
-
 def status_of(exc: Exception, where: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """An exception as (status code, message, trailing metadata), logged where it is the server's
     fault: DendriteError -> its ``grpc_code`` and message; anything else -> INTERNAL. ``where``
@@ -58,8 +53,3 @@ def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
 
-
-async def offload_if_large(size: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    if size > OFFLOAD_BYTES:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return fn(*args, **kwargs)

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from app import auth
 from app.config import Settings
 from app.dataplane import DataPlane
+from app.runtime import workers
 from app.transports.grpc import oip, predict
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as oip_grpc
@@ -77,8 +78,8 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
         method = details.method
 
         async def guarded(raw: bytes, context: grpc.aio.ServicerContext):
-            try:
-                request = parse(raw)
+            try:  # a big message (an image batch, a raw tensor) is parsed off the loop
+                request = await workers.offload_if_large(len(raw), parse, raw)
             except Exception as exc:  # noqa: BLE001 - DecodeError and friends
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                     f"the request is not a valid message for {method}: {exc}")  # fmt: skip

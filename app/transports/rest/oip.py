@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 
@@ -14,13 +13,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.codecs import oip_rest
 from app.dataplane import DataPlane
 from app.errors import DendriteError, InvalidInput, PayloadTooLarge
+from app.runtime import workers
 from app.transports.rest import errors, schemas
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
 
 ERRORS = {code: {"model": schemas.ErrorBody} for code in (400, 403, 404, 413, 503, 504)}
-# Bodies above this are decoded on a worker thread so big JSON tensors do not stall the loop.
-OFFLOAD_DECODE_BYTES = 256 * 1024
 TIMEOUT_HEADER = "x-request-timeout"
 
 
@@ -110,11 +108,9 @@ async def handle_infer(request: Request, model: str, version: str | None) -> Res
         deadline = request_deadline(request)
         body = await read_body(request, settings.max_request_bytes)
         header_length = request.headers.get(oip_rest.HEADER_LENGTH)
-        if len(body) > OFFLOAD_DECODE_BYTES:
-            req = await asyncio.to_thread(oip_rest.decode_request, body, header_length,
-                                          max_elements=settings.max_tensor_elements)  # fmt: skip
-        else:
-            req = oip_rest.decode_request(body, header_length, max_elements=settings.max_tensor_elements)
+        # big JSON tensors are parsed off the loop
+        req = await workers.offload_if_large(len(body), oip_rest.decode_request, body, header_length,
+                                             max_elements=settings.max_tensor_elements)
     resp = await dp.infer(model, version, req, protocol="rest", deadline=deadline)
     payload, json_length = oip_rest.encode_response(resp, req)
     if json_length is None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.runtime import workers
 from app.tasks.base import invalid_input
-from app.tasks.image.pipeline import ImageRequest, ImageResponse
+from app.tasks.image.pipeline import ImageFiles, ImageRequest, ImageResponse
 from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
 from app.tasks.sentiment.pipeline import SentimentRequest, SentimentResponse
 from app.tasks.translation.pipeline import TranslationRequest, TranslationResponse
@@ -35,8 +34,8 @@ _IMAGE_BODY = {
 
 
 async def _image_request(request: Request) -> ImageRequest:
-    """JSON (base64 images) or a multipart upload (files under `images`, re-encoded as base64 so
-    both arrive at the data plane as the same request type)."""
+    """JSON (base64 images) or a multipart upload (files under `images`, passed on as the bytes
+    they are: ``ImageFiles``)."""
     settings = plane(request).settings
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
@@ -52,12 +51,14 @@ async def _image_request(request: Request) -> ImageRequest:
             if len(data) > settings.max_image_bytes:
                 raise PayloadTooLarge(f"image {upload.filename!r} has {len(data)} bytes, over the limit of "
                                       f"{settings.max_image_bytes} (DENDRITE_MAX_IMAGE_BYTES)")  # fmt: skip
-            images.append(base64.b64encode(data).decode())
+            images.append(data)
         fields = {k: form.get(k) for k in ("top_k", "model", "version") if form.get(k) is not None}
-        return _validated(ImageRequest.model_validate, {"images": images, **fields})
+        return _validated(ImageFiles.model_validate, {"images": images, **fields})
     if ctype and not ctype.startswith("application/json"):
         raise UnsupportedMediaType(f"send application/json (base64 images) or multipart/form-data, not {ctype!r}")
-    return _validated(ImageRequest.model_validate_json, await read_body(request, settings.max_request_bytes))
+    body = await read_body(request, settings.max_request_bytes)
+    # a big body (base64 images) is parsed off the loop
+    return await workers.offload_if_large(len(body), _validated, ImageRequest.model_validate_json, body)
 
 
 def _validated(validate, data) -> ImageRequest:

@@ -90,3 +90,32 @@ def test_beam_without_eos_returns_the_best_live_hypothesis_cut_at_the_limit():
     assert beam_search(table_runner([never_ends]), memory, mask, SPEC, beam_size=2, max_length=3) == [[A, A, A]]
     with pytest.raises(ValueError):
         beam_search(table_runner([never_ends]), memory, mask, SPEC, beam_size=0)
+
+
+@pytest.mark.parametrize("beam_size", [1, 2])
+def test_a_source_nobody_waits_for_leaves_the_batch_at_the_next_step(beam_size):
+    tables = [chain(A, B, C, EOS), chain(B, C, A, EOS)]
+    calls = []
+    wanted = np.array([True, True])
+
+    def keep():
+        if len(calls) == 2:  # the first caller leaves after two steps
+            wanted[0] = False
+        return wanted
+
+    memory, mask = memory_for([0, 1])
+    if beam_size == 1:
+        out = greedy_decode(table_runner(tables, calls), memory, mask, SPEC, keep=keep)
+    else:
+        out = beam_search(table_runner(tables, calls), memory, mask, SPEC, beam_size, keep=keep)
+    assert out[1] == [B, C, A, EOS]  # the other source is decoded in full
+    assert len(out[0]) <= 2
+    assert [shape[0] for shape in calls][:2] == [2 * beam_size] * 2
+    assert all(shape[0] == beam_size for shape in calls[2:])  # the leaver's rows are not computed
+
+
+def test_nothing_is_decoded_once_every_source_left():
+    calls = []
+    memory, mask = memory_for([0])
+    out = greedy_decode(table_runner([chain(A, EOS)], calls), memory, mask, SPEC, keep=lambda: np.array([False]))
+    assert out == [[]] and calls == []

@@ -216,3 +216,12 @@ def test_health_and_reflection_know_the_task_service(channel):
     file = descriptor_pb2.FileDescriptorProto.FromString(proto)
     assert file.package == "dendrite.v1"
     assert [m.name for m in file.service[0].method] == ["Image", "Sentiment", "Translation", "Recommendation"]
+
+
+def test_image_files_arrive_as_bytes_without_a_base64_round_trip():
+    from app.tasks.image.pipeline import ImageFiles
+    from app.transports.grpc.predict import to_task_request
+
+    files = [photo(), b"\x00\xff not even an image"]
+    request = to_task_request(pb.ImageRequest(images=files, top_k=3), ImageFiles, ("images",))
+    assert isinstance(request, ImageFiles) and request.images == files and request.top_k == 3
