@@ -165,8 +165,10 @@ def write_copying_translation(repo: Path, name: str, *, step_delay_us: int = 0, 
     save(helper.make_model(encoder, opset_imports=OPSET), version / "encoder.onnx")
     save(helper.make_model(decoder, opset_imports=OPSET), version / "decoder_step.onnx")
     tokenizer.save(str(version / "tokenizer.json"))
-    batching = {"max_queue_delay_microseconds": step_delay_us} | ({"max_queue_size": max_queue_size}
-                                                                  if max_queue_size else {})  # fmt: skip
+    # fixed: every partial step waits the delay (the adaptive policy would run a lone group at once)
+    batching = {"max_queue_delay_microseconds": step_delay_us, "delay_policy": "fixed"}
+    if max_queue_size:
+        batching["max_queue_size"] = max_queue_size
     (folder / "config.yaml").write_text(yaml.safe_dump({
         "task": "translation", "graphs": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},
         "max_batch_size": max_batch_size, "dynamic_batching": batching,
