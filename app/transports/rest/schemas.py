@@ -41,6 +41,8 @@ class TensorMetadata(BaseModel):
     name: str
     datatype: Datatype
     shape: list[int] = Field(description="-1 marks a variable dimension (the batch dimension first).")
+    min: int | float | None = Field(None, description="Smallest valid value, when the model's config.yaml declares one.")
+    max: int | float | None = Field(None, description="Largest valid value, when the model's config.yaml declares one.")
 
 
 class ModelMetadata(BaseModel):

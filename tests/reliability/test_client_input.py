@@ -1,0 +1,96 @@
+"""Client-chosen values never reach a 500: ids out of a model's range over REST and gRPC, on a real
+embedding-lookup graph (ONNX Runtime's Gather), with and without a declared min/max in config.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from app.repository.config import ConfigError, load_config
+from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
+from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
+from tests.support import live_server, lookup_model, write_model
+
+ROWS = 10
+RANGED = {"max_batch_size": 8, "inputs": [{"name": "user", "datatype": "INT64", "shape": [], "min": 0, "max": ROWS - 1}]}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo")
+    write_model(repo, "lookup", lookup_model(rows=ROWS), {"max_batch_size": 8})
+    write_model(repo, "ranged", lookup_model(rows=ROWS), RANGED)
+    with live_server(repo, grpc=True) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+def ids(*values: int) -> dict:
+    return {"inputs": [{"name": "user", "shape": [len(values)], "datatype": "INT64", "data": list(values)}]}
+
+
+def outcomes(server, model: str, outcome: str) -> float:
+    return sum(server.service.metrics.registry.get_sample_value(
+        "dendrite_requests_total", {"model": model, "version": "1", "protocol": p, "outcome": outcome}) or 0
+        for p in ("rest", "grpc"))  # fmt: skip
+
+
+def test_an_id_out_of_the_table_is_400_in_our_words(server, client):
+    r = client.post("/v2/models/lookup/infer", json=ids(1, 99999999))
+    assert r.status_code == 400
+    assert r.json() == {"error": "model lookup/1/model refused input 'user': index 99999999 is outside 0..9"}
+    assert outcomes(server, "lookup", "server_error") == 0 and outcomes(server, "lookup", "client_error") >= 1
+
+
+def test_a_declared_range_refuses_negative_ids_that_would_answer_for_another_row(client):
+    # Without a range, -5 is Gather's "row 5 from the end": another user's answer, silently.
+    assert client.post("/v2/models/lookup/infer", json=ids(-5)).status_code == 200
+    for value in (-5, ROWS, 99999999):
+        r = client.post("/v2/models/ranged/infer", json=ids(1, value))
+        assert r.status_code == 400
+        assert r.json() == {"error": f"input 'user': value {value} is outside the valid range 0..9"}
+    assert client.post("/v2/models/ranged/infer", json=ids(0, ROWS - 1)).status_code == 200
+
+
+def test_metadata_shows_the_range(client):
+    meta = client.get("/v2/models/ranged").json()
+    assert meta["inputs"] == [{"name": "user", "datatype": "INT64", "shape": [-1], "min": 0, "max": 9}]
+
+
+def test_grpc_answers_invalid_argument(server):
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        for model, message in (("lookup", "model lookup/1/model refused input 'user': index 99 is outside 0..9"),
+                               ("ranged", "input 'user': value -5 is outside the valid range 0..9")):  # fmt: skip
+            request = pb.ModelInferRequest(model_name=model)
+            tensor = request.inputs.add(name="user", datatype="INT64", shape=[1])
+            tensor.contents.int64_contents.append(99 if model == "lookup" else -5)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ModelInfer(request)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details() == message
+    assert outcomes(server, "lookup", "server_error") == 0
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"min": 5, "max": 1}, "min 5 is above max 1"),
+    ({"datatype": "BYTES", "min": 0}, "min/max apply to numbers, not BYTES"),
+])  # fmt: skip
+def test_config_range_errors_name_the_field(tmp_path, spec, message):
+    folder = write_model(tmp_path, "m", None, {"inputs": [{"name": "user", "datatype": "INT64", "shape": [], **spec}]})
+    with pytest.raises(ConfigError, match=f"field 'inputs.0': .*{message}"):
+        load_config(folder / "config.yaml", "m")
+
+
+def test_the_shipped_recommendation_config_declares_movielens_user_range():
+    path = Path(__file__).parents[2] / "models" / "recommendation-neumf" / "config.yaml"
+    (user,) = load_config(path, "recommendation-neumf").inputs
+    assert (user.name, user.min, user.max) == ("user", 0, 942)
