@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge
@@ -18,9 +18,15 @@ from app.tasks.image.preprocess import ImagePreprocessing, preprocess
 class ImageRequest(TaskRequest):
     images: list[str] = Field(..., min_length=1, description="Base64-encoded JPEG, PNG, WebP, BMP or GIF files.")
     top_k: int | None = Field(None, ge=1, le=1000, description="How many labels per image (default: the model's).")
+    # File names of a multipart upload, so that an error names the file as well as its position.
+    _filenames: list[str | None] = PrivateAttr(default_factory=list)
 
     def item_count(self) -> int:
         return len(self.images)
+
+    def item_names(self) -> list[str]:
+        names = self._filenames + [None] * (len(self.images) - len(self._filenames))
+        return [f"images[{i}]" + (f" ({name!r})" if name else "") for i, name in enumerate(names)]
 
     def check_limits(self, settings: Settings) -> None:
         super().check_limits(settings)
@@ -69,12 +75,13 @@ class ImagePipeline(Pipeline[ImageRequest, ImageResponse]):
         self.input_name = self.only_input()
         self.default_top_k = int(self.parameters.get("top_k", 5))
 
-    async def classify(self, images: list[bytes], k: int, infer: Infer) -> dict:
-        batch = await asyncio.to_thread(preprocess, images, self.spec, self.settings.max_image_pixels)
+    async def classify(self, images: list[bytes], k: int, infer: Infer, names: list[str] | None = None) -> dict:
+        batch = await asyncio.to_thread(preprocess, images, self.spec, self.settings.max_image_pixels, names)
         outputs = await infer({self.input_name: batch})
         logits = self.output(outputs)
         ranked = top_k(logits, self.labels, k)
         return {"predictions": [{"labels": [p.__dict__ for p in row]} for row in ranked]}
 
     async def predict(self, request: ImageRequest, infer: Infer) -> dict:
-        return await self.classify(decode_base64(request.images), request.top_k or self.default_top_k, infer)
+        return await self.classify(decode_base64(request.images), request.top_k or self.default_top_k, infer,
+                                   request.item_names())

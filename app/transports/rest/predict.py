@@ -54,7 +54,9 @@ async def _image_request(request: Request) -> ImageRequest:
                                       f"{settings.max_image_bytes} (DENDRITE_MAX_IMAGE_BYTES)")  # fmt: skip
             images.append(base64.b64encode(data).decode())
         fields = {k: form.get(k) for k in ("top_k", "model", "version") if form.get(k) is not None}
-        return _validated(ImageRequest.model_validate, {"images": images, **fields})
+        body = _validated(ImageRequest.model_validate, {"images": images, **fields})
+        body._filenames = [upload.filename for upload in uploads]
+        return body
     if ctype and not ctype.startswith("application/json"):
         raise UnsupportedMediaType(f"send application/json (base64 images) or multipart/form-data, not {ctype!r}")
     return _validated(ImageRequest.model_validate_json, await read_body(request, settings.max_request_bytes))
