@@ -94,3 +94,20 @@ def test_the_shipped_recommendation_config_declares_movielens_user_range():
     path = Path(__file__).parents[2] / "models" / "recommendation-neumf" / "config.yaml"
     (user,) = load_config(path, "recommendation-neumf").inputs
     assert (user.name, user.min, user.max) == ("user", 0, 942)
+
+
+@pytest.mark.parametrize("task, accepted", [
+    ("image", "application/json or multipart/form-data"), ("sentiment", "application/json"),
+    ("translation", "application/json"), ("recommendation", "application/json"),
+])  # fmt: skip
+def test_every_predict_route_answers_a_wrong_content_type_with_415(client, task, accepted):
+    r = client.post(f"/predict/{task}", content=b"hello", headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+    assert r.json() == {"error": f"/predict/{task} takes {accepted}, not 'text/plain'"}
+
+
+def test_an_unknown_task_is_404_listing_the_tasks(client):
+    r = client.post("/predict/foo", json={})
+    assert r.status_code == 404
+    assert r.json() == {"error": "no task 'foo'; the tasks are image, sentiment, translation, recommendation "
+                                 "(POST /predict/<task>)"}  # fmt: skip

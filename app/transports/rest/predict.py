@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
-from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from app.tasks.base import invalid_input
+from app.tasks.registry import PIPELINES
 from app.tasks.image.pipeline import ImageRequest, ImageResponse
 from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
 from app.tasks.sentiment.pipeline import SentimentRequest, SentimentResponse
@@ -34,12 +35,21 @@ _IMAGE_BODY = {
 }
 
 
+def media_type(request: Request, accepted: tuple[str, ...] = ("application/json",)) -> str:
+    """The request's media type, one of ``accepted`` (none given: JSON is assumed). Every /predict route
+    answers a wrong one the same way: 415 naming what it takes, before the body is read."""
+    ctype = request.headers.get("content-type", "")
+    kind = ctype.split(";", 1)[0].strip().lower()
+    if kind and kind not in accepted:
+        raise UnsupportedMediaType(f"{request.url.path} takes {' or '.join(accepted)}, not {ctype!r}")
+    return kind
+
+
 async def _image_request(request: Request) -> ImageRequest:
     """JSON (base64 images) or a multipart upload (files under `images`, re-encoded as base64 so
     both arrive at the data plane as the same request type)."""
     settings = plane(request).settings
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
+    if media_type(request, ("application/json", "multipart/form-data")) == "multipart/form-data":
         form = await request.form(max_files=settings.max_items_per_request, max_part_size=settings.max_image_bytes)
         uploads = form.getlist("images")
         if not uploads:
@@ -57,8 +67,6 @@ async def _image_request(request: Request) -> ImageRequest:
         body = _validated(ImageRequest.model_validate, {"images": images, **fields})
         body._filenames = [upload.filename for upload in uploads]
         return body
-    if ctype and not ctype.startswith("application/json"):
-        raise UnsupportedMediaType(f"send application/json (base64 images) or multipart/form-data, not {ctype!r}")
     return _validated(ImageRequest.model_validate_json, await read_body(request, settings.max_request_bytes))
 
 
@@ -75,16 +83,24 @@ async def predict_image(request: Request):
     return await plane(request).predict("image", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS)
+@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS | {415: ERRORS[400]},
+             dependencies=[Depends(media_type)])
 async def predict_sentiment(request: Request, body: SentimentRequest):
     return await plane(request).predict("sentiment", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/translation", response_model=TranslationResponse, responses=ERRORS)
+@router.post("/translation", response_model=TranslationResponse, responses=ERRORS | {415: ERRORS[400]},
+             dependencies=[Depends(media_type)])
 async def predict_translation(request: Request, body: TranslationRequest):
     return await plane(request).predict("translation", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/recommendation", response_model=RecommendationResponse, responses=ERRORS)
+@router.post("/recommendation", response_model=RecommendationResponse, responses=ERRORS | {415: ERRORS[400]},
+             dependencies=[Depends(media_type)])
 async def predict_recommendation(request: Request, body: RecommendationRequest):
     return await plane(request).predict("recommendation", body, protocol="rest", deadline=request_deadline(request))
+
+
+@router.post("/{task}", include_in_schema=False)
+async def unknown_task(task: str):
+    raise NotFound(f"no task {task!r}; the tasks are {', '.join(PIPELINES)} (POST /predict/<task>)")
