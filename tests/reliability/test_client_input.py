@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import orjson
 import httpx
 import pytest
 
@@ -111,3 +112,14 @@ def test_an_unknown_task_is_404_listing_the_tasks(client):
     assert r.status_code == 404
     assert r.json() == {"error": "no task 'foo'; the tasks are image, sentiment, translation, recommendation "
                                  "(POST /predict/<task>)"}  # fmt: skip
+
+
+@pytest.mark.parametrize("task, body", [
+    ("sentiment", {"texts": ["gut"]}), ("translation", {"texts": ["gut"]}), ("recommendation", {"user_id": "1"}),
+])  # fmt: skip
+def test_a_json_body_passes_the_content_type_rule_and_no_content_type_is_415(client, task, body):
+    r = client.post(f"/predict/{task}", content=orjson.dumps(body), headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status_code == 404 and r.json() == {"error": f"no model for task {task!r} in the repository"}
+    r = client.post(f"/predict/{task}", content=orjson.dumps(body))
+    assert r.status_code == 415
+    assert r.json() == {"error": f"/predict/{task} takes application/json, not a body without Content-Type"}

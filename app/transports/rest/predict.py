@@ -36,13 +36,19 @@ _IMAGE_BODY = {
 
 
 def media_type(request: Request, accepted: tuple[str, ...] = ("application/json",)) -> str:
-    """The request's media type, one of ``accepted`` (none given: JSON is assumed). Every /predict route
-    answers a wrong one the same way: 415 naming what it takes, before the body is read."""
+    """The request's media type, one of ``accepted``. Every /predict route answers a wrong or missing one
+    the same way: 415 naming what it takes, before the body is read."""
     ctype = request.headers.get("content-type", "")
     kind = ctype.split(";", 1)[0].strip().lower()
-    if kind and kind not in accepted:
-        raise UnsupportedMediaType(f"{request.url.path} takes {' or '.join(accepted)}, not {ctype!r}")
+    if kind not in accepted:
+        given = repr(ctype) if ctype else "a body without Content-Type"
+        raise UnsupportedMediaType(f"{request.url.path} takes {' or '.join(accepted)}, not {given}")
     return kind
+
+
+def json_only(request: Request) -> None:
+    """The typed JSON routes' dependency (FastAPI would read ``media_type``'s ``accepted`` as a body field)."""
+    media_type(request)
 
 
 async def _image_request(request: Request) -> ImageRequest:
@@ -84,19 +90,19 @@ async def predict_image(request: Request):
 
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS | {415: ERRORS[400]},
-             dependencies=[Depends(media_type)])
+             dependencies=[Depends(json_only)])
 async def predict_sentiment(request: Request, body: SentimentRequest):
     return await plane(request).predict("sentiment", body, protocol="rest", deadline=request_deadline(request))
 
 
 @router.post("/translation", response_model=TranslationResponse, responses=ERRORS | {415: ERRORS[400]},
-             dependencies=[Depends(media_type)])
+             dependencies=[Depends(json_only)])
 async def predict_translation(request: Request, body: TranslationRequest):
     return await plane(request).predict("translation", body, protocol="rest", deadline=request_deadline(request))
 
 
 @router.post("/recommendation", response_model=RecommendationResponse, responses=ERRORS | {415: ERRORS[400]},
-             dependencies=[Depends(media_type)])
+             dependencies=[Depends(json_only)])
 async def predict_recommendation(request: Request, body: RecommendationRequest):
     return await plane(request).predict("recommendation", body, protocol="rest", deadline=request_deadline(request))
 
