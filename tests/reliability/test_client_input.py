@@ -123,3 +123,20 @@ def test_a_json_body_passes_the_content_type_rule_and_no_content_type_is_415(cli
     r = client.post(f"/predict/{task}", content=orjson.dumps(body))
     assert r.status_code == 415
     assert r.json() == {"error": f"/predict/{task} takes application/json, not a body without Content-Type"}
+
+
+@pytest.mark.parametrize("task, limit, reason", [
+    ("sentiment", 64 * 1024 + 64 * 20_000 * 12, "DENDRITE_MAX_ITEMS_PER_REQUEST texts of DENDRITE_MAX_TEXT_CHARS"),
+    ("recommendation", 64 * 1024, "a recommendation request has no items to carry"),
+])  # fmt: skip
+def test_a_task_body_is_bounded_by_its_item_limits_before_parsing(client, task, limit, reason):
+    """With the default 64 MiB DENDRITE_MAX_REQUEST_BYTES, a typed route refuses a body no request within its item
+    limits can fill (a declared length at once, a chunked body where it passes the limit)."""
+    body = b'{"texts": ["' + b"a" * limit + b'"], "user_id": "1"}'
+    r = client.post(f"/predict/{task}", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json() == {"error": f"request body of {len(body)} bytes exceeds the limit of {limit} ({reason})"}
+    chunked = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    r = client.post(f"/predict/{task}", content=chunked, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert r.json() == {"error": f"request body exceeds the limit of {limit} bytes ({reason})"}

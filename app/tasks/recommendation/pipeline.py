@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
+from app.config import Settings
+from app.tasks.base import BODY_ROOM_BYTES, Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.recommendation import Catalogue, recommend
 
 MAX_K = 100
@@ -19,6 +20,10 @@ class RecommendationRequest(TaskRequest):
     k: int | None = Field(None, ge=1, le=MAX_K, description=f"How many items (1..{MAX_K}; default: the model's).")
     exclude_seen: bool | None = Field(None, description="Leave out items the user already interacted with "
                                                          "(default: the model's, normally true).")  # fmt: skip
+
+    @classmethod
+    def body_limit(cls, settings: Settings) -> tuple[int, str]:
+        return cls.capped_body_limit(settings, BODY_ROOM_BYTES, "a recommendation request has no items to carry")
 
 
 class Item(BaseModel):

@@ -6,6 +6,7 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
+from app.config import Settings
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.sentiment.processing import DEFAULT_BUCKETS, SentimentCodec
 
@@ -24,6 +25,10 @@ class SentimentRequest(TaskRequest):
 
     def item_count(self) -> int:
         return len(self.texts)
+
+    @classmethod
+    def body_limit(cls, settings: Settings) -> tuple[int, str]:
+        return cls.texts_body_limit(settings)
 
 
 class SentimentResult(BaseModel):

@@ -12,6 +12,7 @@ import asyncio
 from pydantic import BaseModel, Field
 
 from app.batching.coalescer import Coalescer
+from app.config import Settings
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.translation.processing import TranslationCodec
 
@@ -30,6 +31,10 @@ class TranslationRequest(TaskRequest):
 
     def item_count(self) -> int:
         return len(self.texts)
+
+    @classmethod
+    def body_limit(cls, settings: Settings) -> tuple[int, str]:
+        return cls.texts_body_limit(settings)
 
 
 class TranslationResult(BaseModel):

@@ -88,6 +88,14 @@ def test_truncated_image_is_400_and_decompression_bomb_is_413(client):
     assert r.status_code == 413 and "DENDRITE_MAX_IMAGE_PIXELS" in r.json()["error"]
 
 
+def test_an_image_error_names_the_file_among_several(client):
+    data = photo(fmt="PNG")
+    files = [("images", ("a.png", data, "image/png")), ("images", ("b.png", data[: len(data) // 3], "image/png"))]
+    r = client.post("/predict/image", files=files)
+    assert r.status_code == 400
+    assert r.json() == {"error": "images[1] ('b.png'): cannot decode the PNG image: its pixel data is damaged or truncated"}
+
+
 def test_recommendation_known_and_cold_start_users(client, smoke_repository):
     import json
 
