@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge
@@ -15,7 +15,13 @@ from app.tasks.image.postprocess import load_labels, top_k
 from app.tasks.image.preprocess import ImagePreprocessing, preprocess
 
 
+# An 8x8 PNG: the documented example request, small enough to read.
+EXAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mOssJFjwAaYGHCAwSkBAKnOAOJ8i0BSAAAAAElFTkSuQmCC"
+
+
 class ImageRequest(TaskRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE], "top_k": 3}]})
+
     images: list[str] = Field(..., min_length=1, description="Base64-encoded JPEG, PNG, WebP, BMP or GIF files.")
     top_k: int | None = Field(None, ge=1, le=1000, description="How many labels per image (default: the model's).")
     # File names of a multipart upload, so that an error names the file as well as its position.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.config import Settings
 from app.tasks.base import BODY_ROOM_BYTES, Infer, Pipeline, TaskRequest, TaskResponse
@@ -15,6 +15,9 @@ MAX_K = 100
 
 
 class RecommendationRequest(TaskRequest):
+    # MovieLens user 196 (an unknown id would still answer, with cold_start: true).
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": "196", "k": 3}]})
+
     user_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)] = Field(
         ..., min_length=1, max_length=64, description="The user's id in the training data (a string; integers are accepted).")
     k: int | None = Field(None, ge=1, le=MAX_K, description=f"How many items (1..{MAX_K}; default: the model's).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
@@ -14,6 +14,8 @@ MAX_TEXT_CHARS = 10_000
 
 
 class SentimentRequest(TaskRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"texts": ["What a wonderful film!"]}]})
+
     texts: list[str] = Field(..., min_length=1,
                              description="Texts to classify. An empty text is classified like any other "
                                          "(as [CLS][SEP]); texts longer than the model's longest bucket "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.batching.coalescer import Coalescer
 from app.config import Settings
@@ -20,6 +20,8 @@ MAX_OUTPUT_TOKENS = 256
 
 
 class TranslationRequest(TaskRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"texts": ["Wo ist der Bahnhof?"], "beam_size": 1}]})
+
     texts: list[str] = Field(..., min_length=1, description="German texts.")
     beam_size: int = Field(1, ge=1, le=8, description="1 = greedy decoding; >1 = beam search.")
     max_length: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS,

@@ -14,7 +14,7 @@ from app.tasks.image.pipeline import ImageRequest, ImageResponse
 from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
 from app.tasks.sentiment.pipeline import SentimentRequest, SentimentResponse
 from app.tasks.translation.pipeline import TranslationRequest, TranslationResponse
-from app.transports.rest.oip import ERRORS, plane, read_body, request_deadline
+from app.transports.rest.oip import INFER_ERRORS, answers, plane, read_body, request_deadline
 
 router = APIRouter(prefix="/predict", tags=["Tasks"])
 
@@ -27,8 +27,10 @@ _IMAGE_BODY = {
                 "type": "object", "required": ["images"],
                 "properties": {
                     "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    "top_k": {"type": "integer", "default": 5}, "model": {"type": "string"},
-                    "version": {"type": "string"},
+                    "top_k": {"type": "integer", "default": 5},
+                    # An empty example: Swagger UI would otherwise pre-fill (and send) model=string.
+                    "model": {"type": "string", "example": "", "description": "Empty: the task's default model."},
+                    "version": {"type": "string", "example": "", "description": "Empty: the newest ready version."},
                 }}},  # fmt: skip
         },
     }
@@ -69,7 +71,8 @@ async def _image_request(request: Request) -> ImageRequest:
                 raise PayloadTooLarge(f"image {upload.filename!r} has {len(data)} bytes, over the limit of "
                                       f"{settings.max_image_bytes} (DENDRITE_MAX_IMAGE_BYTES)")  # fmt: skip
             images.append(base64.b64encode(data).decode())
-        fields = {k: form.get(k) for k in ("top_k", "model", "version") if form.get(k) is not None}
+        # An empty form field (as browsers and Swagger UI send one left blank) means "not given".
+        fields = {k: form.get(k) for k in ("top_k", "model", "version") if form.get(k) not in (None, "")}
         body = _validated(ImageRequest.model_validate, {"images": images, **fields})
         body._filenames = [upload.filename for upload in uploads]
         return body
@@ -83,25 +86,25 @@ def _validated(validate, data) -> ImageRequest:
         raise invalid_input(exc) from None
 
 
-@router.post("/image", response_model=ImageResponse, responses=ERRORS | {415: ERRORS[400]}, openapi_extra=_IMAGE_BODY)
+@router.post("/image", response_model=ImageResponse, responses=answers(*INFER_ERRORS, 415), openapi_extra=_IMAGE_BODY)
 async def predict_image(request: Request):
     body = await _image_request(request)
     return await plane(request).predict("image", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS | {415: ERRORS[400]},
+@router.post("/sentiment", response_model=SentimentResponse, responses=answers(*INFER_ERRORS, 415),
              dependencies=[Depends(json_only)])
 async def predict_sentiment(request: Request, body: SentimentRequest):
     return await plane(request).predict("sentiment", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/translation", response_model=TranslationResponse, responses=ERRORS | {415: ERRORS[400]},
+@router.post("/translation", response_model=TranslationResponse, responses=answers(*INFER_ERRORS, 415),
              dependencies=[Depends(json_only)])
 async def predict_translation(request: Request, body: TranslationRequest):
     return await plane(request).predict("translation", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/recommendation", response_model=RecommendationResponse, responses=ERRORS | {415: ERRORS[400]},
+@router.post("/recommendation", response_model=RecommendationResponse, responses=answers(*INFER_ERRORS, 415),
              dependencies=[Depends(json_only)])
 async def predict_recommendation(request: Request, body: RecommendationRequest):
     return await plane(request).predict("recommendation", body, protocol="rest", deadline=request_deadline(request))
