@@ -97,6 +97,11 @@ class InferenceFailed(DendriteError):
     grpc_code = "INTERNAL"
 
 
+# What a client is told about a failure that is the server's own: the details (exception class, traceback)
+# go to the server log only.
+UNEXPECTED = "internal error; the server log has the details"
+
+
 def outcome_of(exc: BaseException | None) -> str:
     """Metric label for a request's outcome."""
     if exc is None:
