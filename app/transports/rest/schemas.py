@@ -41,8 +41,11 @@ class TensorMetadata(BaseModel):
     name: str
     datatype: Datatype
     shape: list[int] = Field(description="-1 marks a variable dimension (the batch dimension first).")
-    min: int | float | None = Field(None, description="Smallest valid value, when the model's config.yaml declares one.")
-    max: int | float | None = Field(None, description="Largest valid value, when the model's config.yaml declares one.")
+    # Absent, not null, when the config declares none (as the data plane's metadata has it).
+    min: int | float | None = Field(None, exclude_if=lambda v: v is None,
+                                    description="Smallest valid value, when the model's config.yaml declares one.")
+    max: int | float | None = Field(None, exclude_if=lambda v: v is None,
+                                    description="Largest valid value, when the model's config.yaml declares one.")
 
 
 class ModelMetadata(BaseModel):
