@@ -89,6 +89,10 @@ class SessionPool:
         self._executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{self.label}-{i}") for i in range(group.count)
         ]
+        # ONNX Runtime would print its own ERROR line for every run that fails, a refused input included:
+        # failures reach the client (InvalidInput) or our log (the batcher) with their reason instead.
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4
         self.input_names = [i.name for i in self.sessions[0].get_inputs()]
         self.output_names = [o.name for o in self.sessions[0].get_outputs()]
 
@@ -98,7 +102,7 @@ class SessionPool:
 
     def run_sync(self, instance: int, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
         try:
-            return self.sessions[instance].run(outputs or self.output_names, feeds)
+            return self.sessions[instance].run(outputs or self.output_names, feeds, self._run_options)
         except InvalidArgument as exc:
             raise refused_input(self.label, exc, list(feeds)) from None
 
