@@ -58,7 +58,7 @@ class TensorSpec(_Strict):
         if (self.min is not None or self.max is not None) and self.datatype in ("BYTES", "BOOL"):
             raise ValueError(f"min/max apply to numbers, not {self.datatype}")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+            raise ValueError(f"min {self.min} is above max {self.max}")
         return self
 
     def check_range(self, values: np.ndarray) -> None:
@@ -68,7 +68,9 @@ class TensorSpec(_Strict):
         if values.size == 0 or (self.min is None and self.max is None):
             return
         bad = None
-        if self.min is not None and values.min() < self.min:
+        if values.dtype.kind == "f" and np.isnan(values).any():  # NaN compares false with both bounds
+            bad = np.nan
+        elif self.min is not None and values.min() < self.min:
             bad = values.min()
         elif self.max is not None and values.max() > self.max:
             bad = values.max()
@@ -76,7 +78,10 @@ class TensorSpec(_Strict):
             raise InvalidInput(f"input {self.name!r}: value {bad} is outside the valid range {self.range_text()}")
 
     def range_text(self) -> str:
-        return f"{'-inf' if self.min is None else f'{self.min:g}'}..{'inf' if self.max is None else f'{self.max:g}'}"
+        def text(bound: int | float | None, unbounded: str) -> str:
+            return unbounded if bound is None else f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+        return f"{text(self.min, '-inf')}..{text(self.max, 'inf')}"
 
 
 class DynamicBatching(_Strict):

@@ -81,6 +81,20 @@ def test_grpc_answers_invalid_argument(server):
     assert outcomes(server, "lookup", "server_error") == 0
 
 
+def test_range_of_float_inputs_and_large_bounds():
+    import numpy as np
+
+    from app.errors import InvalidInput
+    from app.repository.config import TensorSpec
+
+    spec = TensorSpec(name="x", datatype="FP32", shape=[1], min=-1.5, max=2**40)
+    assert spec.range_text() == "-1.5..1099511627776"
+    spec.check_range(np.array([-1.5, 2.0], np.float32))
+    for values, bad in (([0.0, np.nan], "nan"), ([-2.0], "-2.0"), ([2.0**41], "2199023255552.0")):
+        with pytest.raises(InvalidInput, match=f"value {bad} is outside the valid range -1.5..1099511627776"):
+            spec.check_range(np.array(values, np.float64))
+
+
 @pytest.mark.parametrize("spec, message", [
     ({"min": 5, "max": 1}, "min 5 is above max 1"),
     ({"datatype": "BYTES", "min": 0}, "min/max apply to numbers, not BYTES"),
