@@ -3,6 +3,7 @@ embedding-lookup graph (ONNX Runtime's Gather), with and without a declared min/
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import grpc
@@ -24,6 +25,9 @@ def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     write_model(repo, "lookup", lookup_model(rows=ROWS), {"max_batch_size": 8})
     write_model(repo, "ranged", lookup_model(rows=ROWS), RANGED)
+    # A partial batch waits up to 2 s, a full one (4 rows) goes at once: four concurrent requests are one batch.
+    write_model(repo, "batched", lookup_model(rows=ROWS), {"max_batch_size": 4, "dynamic_batching": {
+        "max_queue_delay_microseconds": 2_000_000}})  # fmt: skip
     with live_server(repo, grpc=True) as s:
         yield s
 
@@ -49,6 +53,21 @@ def test_an_id_out_of_the_table_is_400_in_our_words(server, client):
     assert r.status_code == 400
     assert r.json() == {"error": "model lookup/1/model refused input 'user': index 99999999 is outside 0..9"}
     assert outcomes(server, "lookup", "server_error") == 0 and outcomes(server, "lookup", "client_error") >= 1
+
+
+def test_over_rest_a_bad_id_fails_only_its_own_request_of_the_batch(server, caplog):
+    from concurrent.futures import ThreadPoolExecutor
+
+    caplog.set_level(logging.INFO, logger="app.batching.batcher")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: httpx.post(f"{server.url}/v2/models/batched/infer", json=ids(i), timeout=30),
+                                [1, 99, 2, 3]))  # fmt: skip
+    assert [r.status_code for r in answers] == [200, 400, 200, 200]
+    assert answers[1].json() == {"error": "model batched/1/model refused input 'user': index 99 is outside 0..9"}
+    for i, r in zip([1, 2, 3], [answers[0], answers[2], answers[3]]):
+        assert r.json()["outputs"][0]["data"] == [3 * i, 3 * i + 1, 3 * i + 2]
+    assert "batched/1: batch of 4 requests refused as invalid; running them one by one" in caplog.messages
+    assert outcomes(server, "batched", "server_error") == 0
 
 
 def test_a_declared_range_refuses_negative_ids_that_would_answer_for_another_row(client):
