@@ -295,7 +295,8 @@ class DynamicBatcher:
                 if len(batch) > 1:
                     # A value only one request carries (an id out of range) fails the whole batch in ONNX Runtime:
                     # rerun each request alone so that only its own request fails.
-                    log.info("%s: batch of %d requests refused as invalid; running them one by one", self.name, len(batch))
+                    log.info("%s: batch of %d requests refused as invalid; running them one by one",
+                             self.name, len(batch))
                     for r in batch:
                         if not r.future.done():
                             await self._execute(instance, [r], release=False)

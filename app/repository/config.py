@@ -44,7 +44,7 @@ class TensorSpec(_Strict):
     datatype: Literal[DATATYPES]  # type: ignore[valid-type]
     shape: list[int]
     min: int | float | None = Field(None, description="Smallest valid value (inputs): checked before batching.")
-    max: int | float | None = Field(None, description="Largest valid value (inputs), e.g. the last id of an embedding table.")
+    max: int | float | None = Field(None, description="Largest valid value (inputs), e.g. an embedding table's last id.")
 
     @field_validator("shape")
     @classmethod
