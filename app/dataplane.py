@@ -267,7 +267,11 @@ class DataPlane:
 
 
 def _spec_json(spec: TensorSpec, lead: list[int]) -> dict[str, Any]:
-    return {"name": spec.name, "datatype": spec.datatype, "shape": lead + spec.shape}
+    meta: dict[str, Any] = {"name": spec.name, "datatype": spec.datatype, "shape": lead + spec.shape}
+    for bound in ("min", "max"):
+        if getattr(spec, bound) is not None:
+            meta[bound] = getattr(spec, bound)
+    return meta
 
 
 def validate_inputs(mv: ModelVersion, specs: list[TensorSpec], inputs: list[InputTensor]) -> dict[str, np.ndarray]:
@@ -297,6 +301,7 @@ def validate_inputs(mv: ModelVersion, specs: list[TensorSpec], inputs: list[Inpu
             if rows is not None and shape[0] != rows:
                 raise InvalidInput(f"inputs disagree on the batch dimension ({rows} vs {shape[0]} for {t.name!r})")
             rows = shape[0]
+        spec.check_range(t.data)
         feeds[t.name] = t.data
     missing = [n for n in by_spec if n not in feeds]
     if missing:

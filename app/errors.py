@@ -108,6 +108,10 @@ class InferenceFailed(DendriteError):
 CLIENT_OUTCOMES = frozenset({"client_error", "not_found"})
 NOT_FAILURES = frozenset({"success", "cancelled"})
 
+# What a client is told about a failure that is the server's own: the details (exception class, traceback)
+# go to the server log only.
+UNEXPECTED = "internal error; the server log has the details"
+
 
 def outcome_of(exc: BaseException | None) -> str:
     """Metric label for a request's outcome."""

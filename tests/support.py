@@ -70,6 +70,19 @@ def identity_model(datatypes: tuple[str, ...] = tuple(IDENTITY_TYPES)) -> onnx.M
     return helper.make_model(helper.make_graph(nodes, "identity", ins, outs), opset_imports=OPSET)
 
 
+def lookup_model(rows: int = 10, width: int = 3) -> onnx.ModelProto:
+    """An embedding lookup like the recommendation model's: ids (int64, [batch]) -> table rows
+    (row i holds i*width .. i*width+width-1), so an id out of 0..rows-1 is ONNX Runtime's INVALID_ARGUMENT."""
+    table = np.arange(rows * width, dtype=np.float32).reshape(rows, width)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "user"], ["scores"], axis=0)], "lookup",
+        [helper.make_tensor_value_info("user", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", width])],
+        [numpy_helper.from_array(table, "table")],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=OPSET)
+
+
 def matmul_chain_model(width: int = 512, depth: int = 8, seed: int = 0) -> onnx.ModelProto:
     """A compute-heavy model (depth matmuls of width x width) for queueing and deadline tests."""
     rng = np.random.default_rng(seed)

@@ -29,3 +29,19 @@ def test_outcome_of(exc, outcome):
 
 def test_overloaded_carries_retry_after():
     assert errors.Overloaded("full", retry_after=7).headers == {"Retry-After": "7"}
+
+
+def test_an_unexpected_error_names_no_exception_class_to_the_client():
+    import grpc
+    import orjson
+
+    from app.transports.grpc.rpc import status_of
+    from app.transports.rest.errors import unexpected_response
+
+    try:
+        raise KeyError("secret")
+    except KeyError as exc:
+        code, message, _ = status_of(exc, "test")
+        body = orjson.loads(unexpected_response(exc).body)
+    assert code is grpc.StatusCode.INTERNAL
+    assert message == body["error"] == "internal error; the server log has the details"

@@ -34,7 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.errors import DeadlineExceeded, InferenceFailed, ModelNotReady, Overloaded
+from app.errors import DeadlineExceeded, InferenceFailed, InvalidInput, ModelNotReady, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,8 @@ class DynamicBatcher:
         return self.delay_policy == "adaptive" and partial_batch_complete(
             self._queued, self._computing, self._peers.peak())
 
-    async def _execute(self, instance: int, batch: list[_Request]) -> None:
+    async def _execute(self, instance: int, batch: list[_Request], *, release: bool = True) -> None:
+        """Run ``batch`` on ``instance`` and answer its requests; ``release`` frees the instance after."""
         started = time.monotonic()
         waits = [started - r.enqueued for r in batch]
         try:
@@ -387,9 +388,21 @@ class DynamicBatcher:
             total = sum(r.rows for r in batch)
             try:
                 outputs, compute_s = await self.runner.run(instance, feeds)
-            except Exception as exc:  # ORT errors: every request of the batch learns why
+            except InvalidInput as exc:
+                if len(batch) > 1:
+                    # A value only one request carries (an id out of range) fails the whole batch in ONNX Runtime:
+                    # rerun each request alone so that only its own request fails.
+                    log.info("%s: batch of %d requests refused as invalid; running them one by one",
+                             self.name, len(batch))
+                    for r in batch:
+                        if not r.future.done():
+                            await self._execute(instance, [r], release=False)
+                elif not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            except Exception:  # the runtime failed: the log has its text, the client only that it failed
                 log.exception("%s: batch of %d rows failed", self.name, total)
-                err = InferenceFailed(f"{self.name}: inference failed: {exc}")
+                err = InferenceFailed(f"{self.name}: inference failed (the server log has the details)")
                 for r in batch:
                     if not r.future.done():
                         r.future.set_exception(err)
@@ -416,6 +429,7 @@ class DynamicBatcher:
                     r.future.set_result(BatchResult(mine, wait, compute_s, total))
                 offset += r.rows
         finally:
-            self._computing -= len(batch)
-            self._free.put_nowait(instance)
-            self._arrival.set()  # wake the scheduler in case it is waiting for an instance with work queued
+            if release:  # the outer call of a rerun one by one: it owns the batch and the instance
+                self._computing -= len(batch)
+                self._free.put_nowait(instance)
+                self._arrival.set()  # wake the scheduler in case it is waiting for an instance with work queued

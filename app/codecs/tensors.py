@@ -63,6 +63,9 @@ def from_json(name: str, datatype: str, shape: list[int], data: Any, max_element
     dtype = _dtype(name, datatype)
     if not isinstance(data, list):
         data = [data]
+    if len(data) > max(count, 1):  # flat data has count items, nested data shape[0]: refuse before converting
+        has = f"more than {count}" if isinstance(data[0], list) else str(len(data))
+        raise InvalidInput(f"input {name!r}: shape {list(shape)} needs {count} elements, data has {has}")
     try:
         if datatype == "BYTES":
             flat = np.asarray(data, dtype=object).ravel()
@@ -93,6 +96,10 @@ def from_raw(name: str, datatype: str, shape: list[int], raw: bytes | memoryview
     if datatype == "BYTES":
         items, view, pos = [], memoryview(raw), 0
         while pos < len(view):
+            if len(items) == count:  # stop at once: the rest of the buffer may be millions of elements
+                raise InvalidInput(
+                    f"input {name!r}: shape {list(shape)} needs {count} BYTES elements, the data has more"
+                )
             if pos + 4 > len(view):
                 raise InvalidInput(f"input {name!r}: truncated BYTES element length at offset {pos}")
             (n,) = struct.unpack_from("<I", view, pos)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -42,6 +43,8 @@ class TensorSpec(_Strict):
     name: str
     datatype: Literal[DATATYPES]  # type: ignore[valid-type]
     shape: list[int]
+    min: int | float | None = Field(None, description="Smallest valid value (inputs): checked before batching.")
+    max: int | float | None = Field(None, description="Largest valid value (inputs), e.g. an embedding table's last id.")
 
     @field_validator("shape")
     @classmethod
@@ -49,6 +52,36 @@ class TensorSpec(_Strict):
         if any(d < -1 or d == 0 for d in v):
             raise ValueError("dimensions must be positive or -1 (variable)")
         return v
+
+    @model_validator(mode="after")
+    def _range(self) -> "TensorSpec":
+        if (self.min is not None or self.max is not None) and self.datatype in ("BYTES", "BOOL"):
+            raise ValueError(f"min/max apply to numbers, not {self.datatype}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+    def check_range(self, values: np.ndarray) -> None:
+        """A value outside min..max (an id the model has no row for) is the client's mistake: refuse it
+        before it joins a batch, where ONNX Runtime would fail the batch or, for a negative id, silently
+        answer for another row."""
+        if values.size == 0 or (self.min is None and self.max is None):
+            return
+        bad = None
+        if values.dtype.kind == "f" and np.isnan(values).any():  # NaN compares false with both bounds
+            bad = np.nan
+        elif self.min is not None and values.min() < self.min:
+            bad = values.min()
+        elif self.max is not None and values.max() > self.max:
+            bad = values.max()
+        if bad is not None:
+            raise InvalidInput(f"input {self.name!r}: value {bad} is outside the valid range {self.range_text()}")
+
+    def range_text(self) -> str:
+        def text(bound: int | float | None, unbounded: str) -> str:
+            return unbounded if bound is None else f"{bound:g}" if isinstance(bound, float) else str(bound)
+
+        return f"{text(self.min, '-inf')}..{text(self.max, 'inf')}"
 
 
 class DynamicBatching(_Strict):

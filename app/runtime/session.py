@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,12 +16,30 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from app.codecs.datatypes import ORT_TO_OIP
+from app.errors import InvalidInput
 from app.repository.config import InstanceGroup, TensorSpec
 from app.runtime.providers import check_running, request_for
 
 log = logging.getLogger(__name__)
+
+
+# ONNX Runtime's own wording for an index out of range (Gather, embedding lookups): parsed only to
+# say which value was refused; any other INVALID_ARGUMENT gets the general sentence.
+_INDEX_OUT_OF_RANGE = re.compile(r"idx=(-?\d+) must be within the inclusive range \[-?\d+,\s*(-?\d+)\]")
+
+
+def refused_input(label: str, exc: Exception, inputs: list[str]) -> InvalidInput:
+    """ONNX Runtime's INVALID_ARGUMENT at run time means the values of an input (validated for name,
+    datatype and shape already) are ones the graph cannot take: the client's mistake, said in our
+    words rather than ORT's."""
+    found = _INDEX_OUT_OF_RANGE.search(str(exc))
+    detail = (f": index {found.group(1)} is outside 0..{found.group(2)}" if found
+              else ": a value is outside what the model accepts")  # fmt: skip
+    which = f"input {inputs[0]!r}" if len(inputs) == 1 else "the input"
+    return InvalidInput(f"model {label} refused {which}{detail}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,10 @@ class SessionPool:
         self._executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{self.label}-{i}") for i in range(group.count)
         ]
+        # ONNX Runtime would print its own ERROR line for every run that fails, a refused input included:
+        # failures reach the client (InvalidInput) or our log (the batcher) with their reason instead.
+        self._run_options = ort.RunOptions()
+        self._run_options.log_severity_level = 4
         self.input_names = [i.name for i in self.sessions[0].get_inputs()]
         self.output_names = [o.name for o in self.sessions[0].get_outputs()]
 
@@ -78,7 +101,10 @@ class SessionPool:
         return len(self.sessions)
 
     def run_sync(self, instance: int, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> list[np.ndarray]:
-        return self.sessions[instance].run(outputs or self.output_names, feeds)
+        try:
+            return self.sessions[instance].run(outputs or self.output_names, feeds, self._run_options)
+        except InvalidArgument as exc:
+            raise refused_input(self.label, exc, list(feeds)) from None
 
     async def run(
         self, instance: int, feeds: dict[str, np.ndarray], outputs: list[str] | None = None

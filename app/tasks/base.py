@@ -35,6 +35,12 @@ class Infer(Protocol):
         ...
 
 
+# A body's room for what is not an item (model, version, options, JSON punctuation).
+BODY_ROOM_BYTES = 64 * 1024
+# The most JSON bytes one character of text can take: a surrogate pair escaped as \uXXXX\uXXXX.
+JSON_BYTES_PER_CHAR = 12
+
+
 class TaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -55,6 +61,24 @@ class TaskRequest(BaseModel):
 
     def item_count(self) -> int:
         return 1
+
+    @classmethod
+    def body_limit(cls, settings: Settings) -> tuple[int, str]:
+        """The largest body a request within the item limits can have, and the settings that make it: the
+        transport refuses a bigger body before parsing it (never more than DENDRITE_MAX_REQUEST_BYTES)."""
+        return settings.max_request_bytes, "DENDRITE_MAX_REQUEST_BYTES"
+
+    @staticmethod
+    def capped_body_limit(settings: Settings, limit: int, reason: str) -> tuple[int, str]:
+        if limit >= settings.max_request_bytes:
+            return settings.max_request_bytes, "DENDRITE_MAX_REQUEST_BYTES"
+        return limit, reason
+
+    @classmethod
+    def texts_body_limit(cls, settings: Settings) -> tuple[int, str]:
+        """``body_limit`` of a request carrying up to DENDRITE_MAX_ITEMS_PER_REQUEST texts."""
+        limit = BODY_ROOM_BYTES + settings.max_items_per_request * settings.max_text_chars * JSON_BYTES_PER_CHAR
+        return cls.capped_body_limit(settings, limit, "DENDRITE_MAX_ITEMS_PER_REQUEST texts of DENDRITE_MAX_TEXT_CHARS")
 
     def check_limits(self, settings: Settings) -> None:
         """Size limits that depend on settings; each error names the limit and its setting."""

@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 
 from app.batching.batcher import DynamicBatcher, PeerEstimate, partial_batch_complete
-from app.errors import DeadlineExceeded, Overloaded
+from app.errors import DeadlineExceeded, InvalidInput, Overloaded
 from app.repository.config import InstanceGroup
 from app.runtime.session import RuntimeOptions, SessionPool
-from tests.support import affine_model, identity_model, matmul_chain_model, save
+from tests.support import affine_model, identity_model, lookup_model, matmul_chain_model, save
 
 
 class Observer:
@@ -284,4 +284,29 @@ async def test_adaptive_waits_for_a_peer_that_recent_traffic_announces(tmp_path)
     # The expected peer never comes: the request still goes after max_queue_delay, as with fixed.
     alone = await batcher.submit({"x": x}, 1)
     assert 0.3 <= alone.queue_seconds < 1.5
+    await batcher.close()
+
+
+async def test_a_bad_id_in_a_batch_fails_only_its_own_request(tmp_path):
+    """Id 99 is out of the lookup table's 0..9: ONNX Runtime refuses the whole 4-row batch, so the batcher reruns
+    each request alone; the three good ones get their rows, the bad one a 400 in our words."""
+    pool = pool_for(tmp_path, lookup_model(rows=10, width=3))
+    obs = Observer()
+    batcher = DynamicBatcher(pool, max_batch_size=4, max_queue_delay_s=0.5, observer=obs)
+    batcher.start()
+    ids = [1, 99, 2, 3]
+    results = await asyncio.gather(*(batcher.submit({"user": np.array([i], np.int64)}, 1) for i in ids),
+                                   return_exceptions=True)  # fmt: skip
+    for i, res in zip(ids, results):
+        if i == 99:
+            assert isinstance(res, InvalidInput) and res.http_status == 400
+            assert res.message == "model m.onnx refused input 'user': index 99 is outside 0..9"
+        else:
+            np.testing.assert_array_equal(res.outputs["scores"], [[3 * i, 3 * i + 1, 3 * i + 2]])
+    assert obs.batches == [1, 1, 1], "the batch of four was refused, then its three good requests ran alone"
+    # The instance was released exactly once: the batcher keeps serving batches.
+    again = await asyncio.gather(*(batcher.submit({"user": np.array([i], np.int64)}, 1) for i in range(4)))
+    assert [float(r.outputs["scores"][0, 0]) for r in again] == [0, 3, 6, 9]
+    assert obs.batches == [1, 1, 1, 4]
+    assert batcher._computing == 0  # counted once, not once per rerun (the adaptive policy reads it)
     await batcher.close()

@@ -1,5 +1,8 @@
 """Tensor codecs: JSON and raw bytes for every Open Inference Protocol datatype."""
 
+import struct
+import time
+
 import numpy as np
 import pytest
 
@@ -61,6 +64,20 @@ def test_raw_errors_name_the_problem():
         tensors.from_raw("x", "BYTES", [2], b"\x01\x00\x00\x00a", 100)
     with pytest.raises(InvalidInput, match="not UTF-8"):
         tensors.from_raw("x", "BYTES", [1], b"\x01\x00\x00\x00\xff", 100)
+
+
+def test_more_elements_than_the_shape_are_refused_before_the_rest_is_parsed():
+    # After the one element shape [1] needs comes bytes that are not UTF-8: the count is refused first.
+    with pytest.raises(InvalidInput, match=r"shape \[1\] needs 1 BYTES elements, the data has more"):
+        tensors.from_raw("x", "BYTES", [1], b"\x01\x00\x00\x00a" + b"\x01\x00\x00\x00\xff", 100)
+    # 8 MiB of empty elements cost about 1 s of CPU to parse before the count was checked.
+    many = struct.pack("<I", 0) * (2 * 1024 * 1024)
+    started = time.process_time()
+    with pytest.raises(InvalidInput, match="the data has more"):
+        tensors.from_raw("x", "BYTES", [1], many, 50_000_000)
+    with pytest.raises(InvalidInput, match="needs 1 elements, data has 2097152"):
+        tensors.from_json("x", "BYTES", [1], ["a"] * (len(many) // 4), 50_000_000)
+    assert time.process_time() - started < 0.1
 
 
 def test_element_limit_names_its_setting():

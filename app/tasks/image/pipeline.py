@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge
@@ -15,12 +15,24 @@ from app.tasks.image.postprocess import load_labels, top_k
 from app.tasks.image.preprocess import ImagePreprocessing, preprocess
 
 
+# An 8x8 PNG: the documented example request, small enough to read.
+EXAMPLE_IMAGE = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFUlEQVR42mOssJFjwAaYGHCAwSkBAKnOAOJ8i0BSAAAAAElFTkSuQmCC"
+
+
 class ImageRequest(TaskRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"images": [EXAMPLE_IMAGE], "top_k": 3}]})
+
     images: list[str] = Field(..., min_length=1, description="Base64-encoded JPEG, PNG, WebP, BMP or GIF files.")
     top_k: int | None = Field(None, ge=1, le=1000, description="How many labels per image (default: the model's).")
+    # File names of a multipart upload, so that an error names the file as well as its position.
+    _filenames: list[str | None] = PrivateAttr(default_factory=list)
 
     def item_count(self) -> int:
         return len(self.images)
+
+    def item_names(self) -> list[str]:
+        names = self._filenames + [None] * (len(self.images) - len(self._filenames))
+        return [f"images[{i}]" + (f" ({name!r})" if name else "") for i, name in enumerate(names)]
 
     def check_limits(self, settings: Settings) -> None:
         super().check_limits(settings)
@@ -76,8 +88,8 @@ class ImagePipeline(Pipeline[ImageRequest, ImageResponse]):
         self.input_name = self.only_input()
         self.default_top_k = int(self.parameters.get("top_k", 5))
 
-    async def classify(self, images: list[bytes], k: int, infer: Infer) -> dict:
-        batch = await workers.preprocess(preprocess, images, self.spec, self.settings.max_image_pixels)
+    async def classify(self, images: list[bytes], k: int, infer: Infer, names: list[str] | None = None) -> dict:
+        batch = await workers.preprocess(preprocess, images, self.spec, self.settings.max_image_pixels, names)
         outputs = await infer({self.input_name: batch})
         logits = self.output(outputs)
         ranked = top_k(logits, self.labels, k)
@@ -88,4 +100,4 @@ class ImagePipeline(Pipeline[ImageRequest, ImageResponse]):
             files = request.images
         else:  # base64 text: decoded off the loop when big
             files = await workers.offload_if_large(sum(map(len, request.images)), decode_base64, request.images)
-        return await self.classify(files, request.top_k or self.default_top_k, infer)
+        return await self.classify(files, request.top_k or self.default_top_k, infer, request.item_names())

@@ -87,22 +87,27 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     checked from the header before any pixel is decoded.
     """
     formats = ", ".join(SUPPORTED_FORMATS)
+    # Pillow's own texts name its exception classes and its own limit, so every error here is ours.
+    too_large = f"exceeds the limit of {max_pixels} pixels (DENDRITE_MAX_IMAGE_PIXELS)"
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise UnsupportedMediaType(f"not an image this server decodes (send {formats})") from None
-    except Exception as exc:  # noqa: BLE001 - a damaged header (PIL raises OSError, SyntaxError, struct.error...)
-        raise InvalidInput(f"cannot read the image header: {type(exc).__name__}: {exc}") from None
+    except Image.DecompressionBombError:  # Pillow's own ceiling (about 179 Mpixel), met in the header
+        raise PayloadTooLarge(f"image {too_large}") from None
+    except Exception:  # noqa: BLE001 - a damaged header (PIL raises OSError, SyntaxError, struct.error...)
+        raise InvalidInput("cannot read the image header: the file is damaged or truncated") from None
     if image.format not in SUPPORTED_FORMATS:
         raise UnsupportedMediaType(f"unsupported image format {image.format}; send one of {formats}")
     if image.width * image.height > max_pixels:
-        raise PayloadTooLarge(f"image of {image.width}x{image.height} pixels exceeds the limit of {max_pixels} "
-                              "pixels (DENDRITE_MAX_IMAGE_PIXELS)")  # fmt: skip
+        raise PayloadTooLarge(f"image of {image.width}x{image.height} pixels {too_large}")
     try:
         image.seek(0)  # first frame of an animation
         image.load()
-    except Exception as exc:  # noqa: BLE001 - corrupt or truncated pixel data (OSError, SyntaxError, EOFError...)
-        raise InvalidInput(f"cannot decode the {image.format} image: {exc}") from exc
+    except Image.DecompressionBombError:  # a later frame or tile larger than the header said
+        raise PayloadTooLarge(f"image {too_large}") from None
+    except Exception:  # noqa: BLE001 - corrupt or truncated pixel data (OSError, SyntaxError, EOFError...)
+        raise InvalidInput(f"cannot decode the {image.format} image: its pixel data is damaged or truncated") from None
     return image
 
 
@@ -142,8 +147,16 @@ def image_to_tensor(image: Image.Image, spec: ImagePreprocessing) -> np.ndarray:
     return ((pixels - mean) / std).transpose(2, 0, 1).copy()
 
 
-def preprocess(images: Sequence[bytes], spec: ImagePreprocessing, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Encoded images -> one float32 NCHW batch."""
+def preprocess(images: Sequence[bytes], spec: ImagePreprocessing, max_pixels: int = MAX_PIXELS,
+               names: Sequence[str] | None = None) -> np.ndarray:  # fmt: skip
+    """Encoded images -> one float32 NCHW batch. A decode error names its image (``names[i]``,
+    default ``images[i]``), since a request may carry several."""
     if not images:
         raise InvalidInput("no images")
-    return np.stack([image_to_tensor(decode_image(data, max_pixels), spec) for data in images])
+    tensors = []
+    for i, data in enumerate(images):
+        try:
+            tensors.append(image_to_tensor(decode_image(data, max_pixels), spec))
+        except (InvalidInput, PayloadTooLarge, UnsupportedMediaType) as exc:
+            raise type(exc)(f"{names[i] if names else f'images[{i}]'}: {exc.message}") from None
+    return np.stack(tensors)

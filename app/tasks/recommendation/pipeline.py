@@ -5,20 +5,28 @@ from __future__ import annotations
 import numpy as np
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
+from app.config import Settings
+from app.tasks.base import BODY_ROOM_BYTES, Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.recommendation import Catalogue, recommend
 
 MAX_K = 100
 
 
 class RecommendationRequest(TaskRequest):
+    # MovieLens user 196 (an unknown id would still answer, with cold_start: true).
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": "196", "k": 3}]})
+
     user_id: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)] = Field(
         ..., min_length=1, max_length=64, description="The user's id in the training data (a string; integers are accepted).")
     k: int | None = Field(None, ge=1, le=MAX_K, description=f"How many items (1..{MAX_K}; default: the model's).")
     exclude_seen: bool | None = Field(None, description="Leave out items the user already interacted with "
                                                          "(default: the model's, normally true).")  # fmt: skip
+
+    @classmethod
+    def body_limit(cls, settings: Settings) -> tuple[int, str]:
+        return cls.capped_body_limit(settings, BODY_ROOM_BYTES, "a recommendation request has no items to carry")
 
 
 class Item(BaseModel):

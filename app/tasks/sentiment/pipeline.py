@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.config import Settings
 from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.sentiment.processing import DEFAULT_BUCKETS, SentimentCodec
@@ -12,6 +13,8 @@ MAX_TEXT_CHARS = 10_000
 
 
 class SentimentRequest(TaskRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"texts": ["What a wonderful film!"]}]})
+
     texts: list[str] = Field(..., min_length=1,
                              description="Texts to classify. An empty text is classified like any other "
                                          "(as [CLS][SEP]); texts longer than the model's longest bucket "
@@ -23,6 +26,10 @@ class SentimentRequest(TaskRequest):
 
     def item_count(self) -> int:
         return len(self.texts)
+
+    @classmethod
+    def body_limit(cls, settings: Settings) -> tuple[int, str]:
+        return cls.texts_body_limit(settings)
 
 
 class SentimentResult(BaseModel):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.batching.coalescer import Coalescer, Group
+from app.config import Settings
 from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
 from app.tasks.translation.processing import TranslationCodec
@@ -20,6 +21,8 @@ MAX_OUTPUT_TOKENS = 256
 
 
 class TranslationRequest(TaskRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"texts": ["Wo ist der Bahnhof?"], "beam_size": 1}]})
+
     texts: list[str] = Field(..., min_length=1, description="German texts.")
     beam_size: int = Field(1, ge=1, le=8, description="1 = greedy decoding; >1 = beam search.")
     max_length: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS,
@@ -31,6 +34,10 @@ class TranslationRequest(TaskRequest):
 
     def item_count(self) -> int:
         return len(self.texts)
+
+    @classmethod
+    def body_limit(cls, settings: Settings) -> tuple[int, str]:
+        return cls.texts_body_limit(settings)
 
 
 class TranslationResult(BaseModel):

@@ -269,6 +269,9 @@ class NeuMFRecipe(Recipe):
             "task": "recommendation",
             "graphs": {"model": MODEL_FILE},
             "max_batch_size": 32,
+            # The user index picks an embedding row: any other value is refused before batching (a negative one
+            # would otherwise answer for another user).
+            "inputs": [{"name": "user", "datatype": "INT64", "shape": [], "min": 0, "max": self.split.n_users - 1}],
             "dynamic_batching": {"max_queue_delay_microseconds": 1000},
             "warmup": {"batch_sizes": [1, 32]},
             "parameters": {"items_file": ITEMS_FILE, "users_file": USERS_FILE, "top_k": 10, "exclude_seen": True,

@@ -11,7 +11,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
 
-from app.errors import DendriteError
+from app.errors import UNEXPECTED, DendriteError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def status_of(exc: Exception, where: str) -> tuple[grpc.StatusCode, str, tuple[t
         # e.g. Retry-After of a full queue: clients read it from the trailers
         return code, exc.message, tuple((key.lower(), value) for key, value in exc.headers.items())
     log.exception("unhandled error in %s", where)
-    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}", ()
+    return grpc.StatusCode.INTERNAL, UNEXPECTED, ()
 
 
 def rpc_handler(method: Handler) -> Handler:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.errors import DendriteError
+from app.errors import UNEXPECTED, DendriteError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def error_response(exc: DendriteError) -> JSONResponse:
 
 def unexpected_response(exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+    return JSONResponse({"error": UNEXPECTED}, status_code=500)
 
 
 def install(app: FastAPI) -> None:

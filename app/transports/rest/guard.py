@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import auth
 from app.config import Settings
 from app.errors import PayloadTooLarge, Unauthenticated
+from app.tasks.registry import PIPELINES
 from app.transports.rest import errors
 
 
@@ -48,6 +49,9 @@ class Guard:
         self.app = app
         self.settings = settings
         self.any_keys = bool(settings.api_keys or settings.repository_api_keys)
+        # A task route's body is bounded by what its item limits allow, so an oversized one costs no parsing.
+        self.body_limits = {f"/predict/{task}": p.request_type.body_limit(settings) for task, p in PIPELINES.items()}
+        self.default_body_limit = (settings.max_request_bytes, "DENDRITE_MAX_REQUEST_BYTES")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,14 +75,15 @@ class Guard:
             await self.app(scope, receive, send)
 
     async def _limit_body(self, scope: Scope, receive: Receive, send: Send, watch: bool) -> None:
-        """DENDRITE_MAX_REQUEST_BYTES for routes whose body FastAPI reads (typed /predict routes,
-        repository routes): a declared length over it is refused before reading; a chunked body
-        is cut off where it passes the limit and answered 413 instead of whatever the route says."""
-        limit = self.settings.max_request_bytes
+        """DENDRITE_MAX_REQUEST_BYTES, or a task route's smaller ``body_limit``, for routes whose body
+        FastAPI reads (typed /predict routes, repository routes): a declared length over it is refused
+        before reading; a chunked body is cut off where it passes the limit and answered 413 instead of
+        whatever the route says."""
+        limit, setting = self.body_limits.get(scope["path"], self.default_body_limit)
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await errors.error_response(PayloadTooLarge(
-                f"request body of {length} bytes exceeds the limit of {limit} (DENDRITE_MAX_REQUEST_BYTES)"
+                f"request body of {length} bytes exceeds the limit of {limit} ({setting})"
             ))(scope, receive, send)  # fmt: skip
             return
         size = 0
@@ -99,7 +104,7 @@ class Guard:
                 await send(message)
             elif message["type"] == "http.response.start":
                 response = errors.error_response(PayloadTooLarge(
-                    f"request body exceeds the limit of {limit} bytes (DENDRITE_MAX_REQUEST_BYTES)"))
+                    f"request body exceeds the limit of {limit} bytes ({setting})"))
                 await response(scope, receive, send)
 
         try:

@@ -18,7 +18,17 @@ from app.transports.rest import errors, schemas
 
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"])
 
-ERRORS = {code: {"model": schemas.ErrorBody} for code in (400, 403, 404, 413, 503, 504)}
+
+
+def answers(*codes: int) -> dict[int | str, dict]:
+    """The error statuses a route can answer, each with its {"error"} body: a route documents only these."""
+    return {code: {"model": schemas.ErrorBody} for code in sorted(codes)}
+
+
+# Any route that names a model: bad version, no API key, unknown model or version, model not ready.
+MODEL_ERRORS = (400, 401, 404, 503)
+# Inference on top: body too large, the model failed, the deadline passed.
+INFER_ERRORS = (*MODEL_ERRORS, 413, 500, 504)
 TIMEOUT_HEADER = "x-request-timeout"
 
 
@@ -26,31 +36,33 @@ def plane(request: Request) -> DataPlane:
     return request.app.state.dataplane
 
 
-@router.get("/health/live", response_model=schemas.Live, responses=ERRORS)
+@router.get("/health/live", response_model=schemas.Live)
 async def live(request: Request):
     ok = plane(request).live()
     return JSONResponse({"live": ok}, status_code=200 if ok else 503)
 
 
-@router.get("/health/ready", response_model=schemas.Ready, responses=ERRORS)
+@router.get("/health/ready", response_model=schemas.Ready, responses=answers(503))
 async def ready(request: Request):
     why = plane(request).not_ready_because()
     return JSONResponse({"ready": False, "error": why} if why else {"ready": True}, status_code=503 if why else 200)
 
 
-@router.get("", response_model=schemas.ServerMetadata)
+@router.get("", response_model=schemas.ServerMetadata, responses=answers(401))
 async def server_metadata(request: Request):
     return plane(request).server_metadata()
 
 
-@router.get("/models/{model}", response_model=schemas.ModelMetadata, responses=ERRORS)
-@router.get("/models/{model}/versions/{version}", response_model=schemas.ModelMetadata, responses=ERRORS)
+@router.get("/models/{model}", response_model=schemas.ModelMetadata, responses=answers(*MODEL_ERRORS))
+@router.get("/models/{model}/versions/{version}", response_model=schemas.ModelMetadata,
+            responses=answers(*MODEL_ERRORS))
 async def model_metadata(request: Request, model: str, version: str | None = None):
     return plane(request).model_metadata(model, version)
 
 
-@router.get("/models/{model}/ready", response_model=schemas.ModelReadyBody, responses=ERRORS)
-@router.get("/models/{model}/versions/{version}/ready", response_model=schemas.ModelReadyBody, responses=ERRORS)
+@router.get("/models/{model}/ready", response_model=schemas.ModelReadyBody, responses=answers(*MODEL_ERRORS))
+@router.get("/models/{model}/versions/{version}/ready", response_model=schemas.ModelReadyBody,
+            responses=answers(*MODEL_ERRORS))
 async def model_ready(request: Request, model: str, version: str | None = None):
     mv = plane(request).model(model, version)
     ok = plane(request).model_ready(model, version)
@@ -90,11 +102,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 @router.post(
     "/models/{model}/infer",
     response_model=schemas.InferResponseBody,
-    responses=ERRORS,
+    responses=answers(*INFER_ERRORS),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
         "schema": schemas.InferRequestBody.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
 )  # fmt: skip
-@router.post("/models/{model}/versions/{version}/infer", response_model=schemas.InferResponseBody, responses=ERRORS,
+@router.post("/models/{model}/versions/{version}/infer", response_model=schemas.InferResponseBody,
              include_in_schema=False)  # fmt: skip
 async def infer(request: Request, model: str, version: str | None = None) -> Response:
     return await handle_infer(request, model, version)
@@ -156,18 +168,18 @@ class InferFastPath:
 repository_router = APIRouter(prefix="/v2/repository", tags=["Model repository"])
 
 
-@repository_router.get("/index", response_model=list[schemas.RepositoryModel])
+@repository_router.get("/index", response_model=list[schemas.RepositoryModel], responses=answers(401))
 @repository_router.post("/index", response_model=list[schemas.RepositoryModel], include_in_schema=False)
 async def repository_index(request: Request):
     return plane(request).repository_index()
 
 
-@repository_router.post("/models/{model}/load", responses=ERRORS)
+@repository_router.post("/models/{model}/load", responses=answers(400, 401, 403, 404, 500))
 async def load_model(request: Request, model: str):
     return await plane(request).load_model(model)
 
 
-@repository_router.post("/models/{model}/unload", responses=ERRORS)
+@repository_router.post("/models/{model}/unload", responses=answers(400, 401, 403, 404))
 async def unload_model(request: Request, model: str):
     await plane(request).unload_model(model)
     return {"name": model, "unloaded": True}

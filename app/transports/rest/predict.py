@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
-from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from app.runtime import workers
 from app.tasks.base import invalid_input
+from app.tasks.registry import PIPELINES
 from app.tasks.image.pipeline import ImageFiles, ImageRequest, ImageResponse
 from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
 from app.tasks.sentiment.pipeline import SentimentRequest, SentimentResponse
 from app.tasks.translation.pipeline import TranslationRequest, TranslationResponse
-from app.transports.rest.oip import ERRORS, plane, read_body, request_deadline
+from app.transports.rest.oip import INFER_ERRORS, answers, plane, read_body, request_deadline
 
 router = APIRouter(prefix="/predict", tags=["Tasks"])
 
@@ -25,20 +26,37 @@ _IMAGE_BODY = {
                 "type": "object", "required": ["images"],
                 "properties": {
                     "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                    "top_k": {"type": "integer", "default": 5}, "model": {"type": "string"},
-                    "version": {"type": "string"},
+                    "top_k": {"type": "integer", "default": 5},
+                    # An empty example: Swagger UI would otherwise pre-fill (and send) model=string.
+                    "model": {"type": "string", "example": "", "description": "Empty: the task's default model."},
+                    "version": {"type": "string", "example": "", "description": "Empty: the newest ready version."},
                 }}},  # fmt: skip
         },
     }
 }
 
 
+def media_type(request: Request, accepted: tuple[str, ...] = ("application/json",)) -> str:
+    """The request's media type, one of ``accepted``. Every /predict route answers a wrong or missing one
+    the same way: 415 naming what it takes, before the body is read."""
+    ctype = request.headers.get("content-type", "")
+    kind = ctype.split(";", 1)[0].strip().lower()
+    if kind not in accepted:
+        given = repr(ctype) if ctype else "a body without Content-Type"
+        raise UnsupportedMediaType(f"{request.url.path} takes {' or '.join(accepted)}, not {given}")
+    return kind
+
+
+def json_only(request: Request) -> None:
+    """The typed JSON routes' dependency (FastAPI would read ``media_type``'s ``accepted`` as a body field)."""
+    media_type(request)
+
+
 async def _image_request(request: Request) -> ImageRequest:
     """JSON (base64 images) or a multipart upload (files under `images`, passed on as the bytes
     they are: ``ImageFiles``)."""
     settings = plane(request).settings
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
+    if media_type(request, ("application/json", "multipart/form-data")) == "multipart/form-data":
         form = await request.form(max_files=settings.max_items_per_request, max_part_size=settings.max_image_bytes)
         uploads = form.getlist("images")
         if not uploads:
@@ -52,10 +70,11 @@ async def _image_request(request: Request) -> ImageRequest:
                 raise PayloadTooLarge(f"image {upload.filename!r} has {len(data)} bytes, over the limit of "
                                       f"{settings.max_image_bytes} (DENDRITE_MAX_IMAGE_BYTES)")  # fmt: skip
             images.append(data)
-        fields = {k: form.get(k) for k in ("top_k", "model", "version") if form.get(k) is not None}
-        return _validated(ImageFiles.model_validate, {"images": images, **fields})
-    if ctype and not ctype.startswith("application/json"):
-        raise UnsupportedMediaType(f"send application/json (base64 images) or multipart/form-data, not {ctype!r}")
+        # An empty form field (as browsers and Swagger UI send one left blank) means "not given".
+        fields = {k: form.get(k) for k in ("top_k", "model", "version") if form.get(k) not in (None, "")}
+        body = _validated(ImageFiles.model_validate, {"images": images, **fields})
+        body._filenames = [upload.filename for upload in uploads]
+        return body
     body = await read_body(request, settings.max_request_bytes)
     # a big body (base64 images) is parsed off the loop
     return await workers.offload_if_large(len(body), _validated, ImageRequest.model_validate_json, body)
@@ -68,22 +87,30 @@ def _validated(validate, data) -> ImageRequest:
         raise invalid_input(exc) from None
 
 
-@router.post("/image", response_model=ImageResponse, responses=ERRORS | {415: ERRORS[400]}, openapi_extra=_IMAGE_BODY)
+@router.post("/image", response_model=ImageResponse, responses=answers(*INFER_ERRORS, 415), openapi_extra=_IMAGE_BODY)
 async def predict_image(request: Request):
     body = await _image_request(request)
     return await plane(request).predict("image", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS)
+@router.post("/sentiment", response_model=SentimentResponse, responses=answers(*INFER_ERRORS, 415),
+             dependencies=[Depends(json_only)])
 async def predict_sentiment(request: Request, body: SentimentRequest):
     return await plane(request).predict("sentiment", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/translation", response_model=TranslationResponse, responses=ERRORS)
+@router.post("/translation", response_model=TranslationResponse, responses=answers(*INFER_ERRORS, 415),
+             dependencies=[Depends(json_only)])
 async def predict_translation(request: Request, body: TranslationRequest):
     return await plane(request).predict("translation", body, protocol="rest", deadline=request_deadline(request))
 
 
-@router.post("/recommendation", response_model=RecommendationResponse, responses=ERRORS)
+@router.post("/recommendation", response_model=RecommendationResponse, responses=answers(*INFER_ERRORS, 415),
+             dependencies=[Depends(json_only)])
 async def predict_recommendation(request: Request, body: RecommendationRequest):
     return await plane(request).predict("recommendation", body, protocol="rest", deadline=request_deadline(request))
+
+
+@router.post("/{task}", include_in_schema=False)
+async def unknown_task(task: str):
+    raise NotFound(f"no task {task!r}; the tasks are {', '.join(PIPELINES)} (POST /predict/<task>)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
                    "FP16", "FP32", "FP64", "BYTES"]  # fmt: skip
@@ -41,6 +41,11 @@ class TensorMetadata(BaseModel):
     name: str
     datatype: Datatype
     shape: list[int] = Field(description="-1 marks a variable dimension (the batch dimension first).")
+    # Absent, not null, when the config declares none (as the data plane's metadata has it).
+    min: int | float | None = Field(None, exclude_if=lambda v: v is None,
+                                    description="Smallest valid value, when the model's config.yaml declares one.")
+    max: int | float | None = Field(None, exclude_if=lambda v: v is None,
+                                    description="Largest valid value, when the model's config.yaml declares one.")
 
 
 class ModelMetadata(BaseModel):
@@ -69,7 +74,15 @@ class RequestOutput(BaseModel):
     parameters: dict[str, Any] | None = Field(None, description="binary_data: true returns this output as raw bytes.")
 
 
+# The model the documented examples name (path parameters and the infer body): the shipped recommendation
+# model, whose one input is a user index.
+EXAMPLE_MODEL = "recommendation-neumf"
+
+
 class InferRequestBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"inputs": [{"name": "user", "shape": [1], "datatype": "INT64", "data": [0]}]}]})  # fmt: skip
+
     id: str | None = None
     parameters: dict[str, Any] | None = Field(
         None, description="binary_data_output: all outputs binary; timeout: microseconds; graph: which graph to run."

@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -83,6 +85,39 @@ def test_decompression_bomb_is_refused_before_decoding():
     assert len(bomb) < 50_000
     with pytest.raises(PayloadTooLarge, match="DENDRITE_MAX_IMAGE_PIXELS"):
         decode_image(bomb, max_pixels=1_000_000)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels and carries none: what a decompression bomb's header says."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [8000, 20000])  # 20000^2 is past Pillow's own ceiling, which it raises in open()
+def test_any_oversized_header_is_413_naming_our_setting(side):
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(png_header(side, side), max_pixels=40_000_000)
+    assert info.value.message.endswith("exceeds the limit of 40000000 pixels (DENDRITE_MAX_IMAGE_PIXELS)")
+    assert "Error" not in info.value.message and "178956970" not in info.value.message
+
+
+def test_truncated_files_are_400_in_our_words():
+    jpeg = encode(Image.new("RGB", (64, 64), (10, 200, 30)), "JPEG")
+    for data in (jpeg[:30], jpeg[: len(jpeg) // 2]):
+        with pytest.raises(InvalidInput) as info:
+            decode_image(data)
+        assert info.value.message in ("cannot read the image header: the file is damaged or truncated",
+                                      "cannot decode the JPEG image: its pixel data is damaged or truncated")  # fmt: skip
+
+
+def test_an_error_names_its_image_among_several():
+    good = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)), "PNG")
+    with pytest.raises(InvalidInput, match=r"^images\[2\]: cannot decode the PNG image"):
+        preprocess([good, good, good[: len(good) // 2]], GREY)
+    with pytest.raises(PayloadTooLarge, match=r"^b.png: image of 3000x3000"):
+        preprocess([good, encode(Image.new("L", (3000, 3000)), "PNG")], GREY, 1_000_000, names=["a.png", "b.png"])
 
 
 def test_parameters_round_trip_and_validation():

@@ -88,6 +88,14 @@ def test_truncated_image_is_400_and_decompression_bomb_is_413(client):
     assert r.status_code == 413 and "DENDRITE_MAX_IMAGE_PIXELS" in r.json()["error"]
 
 
+def test_an_image_error_names_the_file_among_several(client):
+    data = photo(fmt="PNG")
+    files = [("images", ("a.png", data, "image/png")), ("images", ("b.png", data[: len(data) // 3], "image/png"))]
+    r = client.post("/predict/image", files=files)
+    assert r.status_code == 400
+    assert r.json() == {"error": "images[1] ('b.png'): cannot decode the PNG image: its pixel data is damaged or truncated"}
+
+
 def test_recommendation_known_and_cold_start_users(client, smoke_repository):
     import json
 
@@ -107,6 +115,21 @@ def test_recommendation_known_and_cold_start_users(client, smoke_repository):
     for k in (0, 101):
         r = client.post("/predict/recommendation", json={"user_id": user, "k": k})
         assert r.status_code == 400 and "k" in r.json()["error"]
+
+
+def test_recommendation_model_refuses_user_indices_outside_its_range(client, smoke_repository):
+    """The recipe writes the user index range into config.yaml: OIP infer refuses ids the model has no row for
+    (a negative one would otherwise be another user's answer) and the metadata shows the range."""
+    import json
+
+    last = len(json.loads((smoke_repository / "recommendation-neumf" / "1" / "users.json").read_text())["ids"]) - 1
+    meta = client.get("/v2/models/recommendation-neumf").json()
+    assert meta["inputs"] == [{"name": "user", "datatype": "INT64", "shape": [-1], "min": 0, "max": last}]
+    for value in (-5, last + 1, 99999999):
+        r = client.post("/v2/models/recommendation-neumf/infer",
+                        json={"inputs": [{"name": "user", "shape": [1], "datatype": "INT64", "data": [value]}]})
+        assert r.status_code == 400
+        assert r.json() == {"error": f"input 'user': value {value} is outside the valid range 0..{last}"}
 
 
 def test_sentiment_labels_probabilities_and_truncation(client):
