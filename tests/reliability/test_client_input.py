@@ -25,9 +25,10 @@ def server(tmp_path_factory):
     repo = tmp_path_factory.mktemp("repo")
     write_model(repo, "lookup", lookup_model(rows=ROWS), {"max_batch_size": 8})
     write_model(repo, "ranged", lookup_model(rows=ROWS), RANGED)
-    # A partial batch waits up to 2 s, a full one (4 rows) goes at once: four concurrent requests are one batch.
+    # A partial batch waits up to 2 s (fixed delay policy), a full one (4 rows) goes at once: four concurrent
+    # requests are one batch.
     write_model(repo, "batched", lookup_model(rows=ROWS), {"max_batch_size": 4, "dynamic_batching": {
-        "max_queue_delay_microseconds": 2_000_000}})  # fmt: skip
+        "max_queue_delay_microseconds": 2_000_000, "delay_policy": "fixed"}})  # fmt: skip
     with live_server(repo, grpc=True) as s:
         yield s
 
