@@ -118,12 +118,16 @@ class GrpcServer:
         except RuntimeError as exc:
             raise RuntimeError(f"gRPC cannot bind {address} (DENDRITE_HOST / DENDRITE_GRPC_PORT): {exc}") from None
         await self.server.start()
-        status = health_pb2.HealthCheckResponse
-        for name in HEALTH_SERVICES:
-            await self.health.set(name, status.SERVING if self.dataplane.ready() else status.NOT_SERVING)
+        await self.refresh_health()
         log.info("gRPC on %s:%d (max message %d bytes)", self.settings.host, self.port,
                  self.settings.grpc_max_message_bytes)  # fmt: skip
         return self.port
+
+    async def refresh_health(self) -> None:
+        """Health follows ``dataplane.ready()`` (after a graceful-shutdown start it stays NOT_SERVING)."""
+        status = health_pb2.HealthCheckResponse
+        for name in HEALTH_SERVICES:
+            await self.health.set(name, status.SERVING if self.dataplane.ready() else status.NOT_SERVING)
 
     async def not_serving(self) -> None:
         """Report NOT_SERVING (load balancers stop sending) while still serving."""
