@@ -4,10 +4,17 @@
 Each server owns one ``Metrics`` (its own registry), so several servers can live in one
 process (tests) without clashing. ``GET /metrics`` exposes ``Metrics.registry``.
 
+With several workers (``app.workers``), ``PROMETHEUS_MULTIPROC_DIR`` is set before a worker imports
+prometheus_client, so every value lives in a file there, and ``GET /metrics`` of any worker merges
+them all: counters and histograms summed, each gauge as its ``multiprocess_mode`` says. Process
+metrics (CPU, memory) are per process and left out there.
+
 Average batch size is ``rate(dendrite_inference_count_total) / rate(dendrite_execution_count_total)``.
 """
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +24,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 
@@ -31,8 +39,14 @@ __all__ = ["Metrics", "CONTENT_TYPE"]
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if self.multiprocess_dir:
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed, self.multiprocess_dir)
+        else:
+            self.exposed = r
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         req = ("model", "version", "protocol")
         mv = ("model", "version")
         self.requests = Counter(
@@ -58,27 +72,31 @@ class Metrics:
             "request time inside the task pipeline minus the time spent waiting on batched inference.", mv,
             buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.pending = Gauge(
-            "dendrite_pending_requests", "Requests queued and not yet computed.", mv, registry=r)
+            "dendrite_pending_requests", "Requests queued and not yet computed.", mv, registry=r,
+            multiprocess_mode="livesum")  # fmt: skip
         self.rejected = Counter(
             "dendrite_rejected_requests", "Requests dropped before compute, by reason (queue_full, deadline, "
             "cancelled).", (*mv, "reason"), registry=r)  # fmt: skip
         self.model_ready = Gauge(
-            "dendrite_model_ready", "1 when the model version serves requests, else 0.", mv, registry=r)
+            "dendrite_model_ready", "1 when the model version serves requests (in every worker), else 0.", mv,
+            registry=r, multiprocess_mode="livemin")  # fmt: skip
         self.instance_info = Gauge(
             "dendrite_instance_info", "One series per ONNX Runtime session; `provider` is what it really runs on "
             "(session.get_providers()[0]). (`session`, not `instance`: Prometheus owns that label.)",
-            (*mv, "graph", "session", "provider"), registry=r)  # fmt: skip
+            (*mv, "graph", "session", "provider"), registry=r,
+            multiprocess_mode="liveall")  # fmt: skip (sessions are per worker: a `pid` label each)
 
     def expose(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)
 
     def forget_version(self, model: str, version: str) -> None:
-        """Drop per-version gauges of an unloaded version so dashboards do not show ghosts."""
-        for gauge in (self.pending, self.model_ready):
-            try:
-                gauge.remove(model, version)
-            except KeyError:
-                pass
-        for labels in list(self.instance_info._metrics):  # noqa: SLF001 - prometheus_client has no public lookup
-            if labels[0] == model and labels[1] == version:
-                self.instance_info.remove(*labels)
+        """Drop per-version gauges of an unloaded version so dashboards do not show ghosts. (With
+        workers a series cannot be removed from the files: it is set to 0 instead.)"""
+        children = [(g, labels) for g in (self.pending, self.model_ready, self.instance_info)
+                    for labels in list(g._metrics)  # noqa: SLF001 - prometheus_client has no public lookup
+                    if labels[0] == model and labels[1] == version]  # fmt: skip
+        for gauge, labels in children:
+            if self.multiprocess_dir:
+                gauge.labels(*labels).set(0)
+            else:
+                gauge.remove(*labels)

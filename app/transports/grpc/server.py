@@ -98,8 +98,8 @@ class GrpcServer:
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
-            # "fine" and silently share it. Fail at startup instead.
-            ("grpc.so_reuseport", 0),
+            # "fine" and silently share it. Fail at startup instead, unless the sharing is ours: workers.
+            ("grpc.so_reuseport", int(settings.worker_count() > 1)),
         ])  # fmt: skip
         oip_grpc.add_GRPCInferenceServiceServicer_to_server(oip.InferenceServicer(dataplane), self.server)
         predict_pb2_grpc.add_PredictServicer_to_server(predict.PredictServicer(dataplane), self.server)
