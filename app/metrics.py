@@ -6,8 +6,8 @@ process (tests) without clashing. ``GET /metrics`` exposes ``Metrics.registry``.
 
 With several workers (``app.workers``), ``PROMETHEUS_MULTIPROC_DIR`` is set before a worker imports
 prometheus_client, so every value lives in a file there, and ``GET /metrics`` of any worker merges
-them all: counters and histograms summed, each gauge as its ``multiprocess_mode`` says. Process
-metrics (CPU, memory) are per process and left out there.
+them all: counters and histograms summed, each gauge as its ``multiprocess_mode`` says; ``process_*``
+(CPU, memory, open files) sum the supervisor and every worker, so they still mean the server.
 
 Average batch size is ``rate(dendrite_inference_count_total) / rate(dendrite_execution_count_total)``.
 """
@@ -15,6 +15,7 @@ Average batch size is ``rate(dendrite_inference_count_total) / rate(dendrite_exe
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +28,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -34,6 +36,35 @@ LATENCY_BUCKETS = (
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class ServerProcessesCollector:
+    """``process_cpu_seconds_total``, ``process_resident_memory_bytes`` and ``process_open_fds`` of a
+    server of several processes: ``root`` (the supervisor) and its children, summed (Linux /proc)."""
+
+    def __init__(self, root: int):
+        self.root = root
+
+    def collect(self):
+        try:
+            children = Path(f"/proc/{self.root}/task/{self.root}/children").read_text().split()
+        except OSError:
+            children = []
+        cpu = rss = fds = 0.0
+        for pid in [self.root, *map(int, children)]:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                fds += len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:  # gone meanwhile
+                continue
+            cpu += (int(stat[11]) + int(stat[12])) / _TICKS  # utime, stime
+            rss += int(stat[21]) * _PAGE
+        yield CounterMetricFamily("process_cpu_seconds", "CPU seconds of the server's processes.", value=cpu)
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory of the server's processes.",
+                                value=rss)  # fmt: skip
+        yield GaugeMetricFamily("process_open_fds", "Open file descriptors of the server's processes.", value=fds)
 
 
 class Metrics:
@@ -43,6 +74,7 @@ class Metrics:
         if self.multiprocess_dir:
             self.exposed = CollectorRegistry()
             multiprocess.MultiProcessCollector(self.exposed, self.multiprocess_dir)
+            self.exposed.register(ServerProcessesCollector(os.getppid()))
         else:
             self.exposed = r
             ProcessCollector(registry=r)

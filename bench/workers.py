@@ -3,8 +3,8 @@
 For each model (the small CNN and the EfficientNet-Lite0-sized network of ``bench.serving``), it
 starts a real server with 1 and then 2 workers, same model config (dynamic batching on), and drives
 it with ``wrk`` (its own process) at 64 clients over REST with binary tensors and with JSON. Per
-cell: requests/s, p50/p99, server CPU per request (every process of the server: supervisor and
-workers, from /proc), and the mean batch size from the server's merged /metrics. ``--rounds 2``
+cell: requests/s, p50/p99, server CPU per request (``process_cpu_seconds_total``: with workers, the
+supervisor's and every worker's), and the mean batch size from the server's merged /metrics. ``--rounds 2``
 runs the 1-vs-2 pair twice (A B A B), which shows how much the shared machine drifts.
 
 Writes bench/results/workers.{md,json}.
@@ -20,28 +20,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import Server, load_average
+from bench.common import Server, load_average, metric
 from bench.serving import binary_body, wrk, write_repo
 
 CLIENTS = 64
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and its children: the supervisor and its workers."""
-    total = 0.0
-    pids = [pid]
-    try:
-        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
-    return total
+def server_cpu(server: Server) -> float:
+    """CPU seconds of the server so far: with workers, the supervisor's and every worker's summed."""
+    return metric(server.metrics(), "process_cpu_seconds_total")
 
 
 def json_body(shape: tuple[int, ...], path: Path) -> None:
@@ -67,9 +54,9 @@ def bench_workers(label: str, onnx_path: Path, shape: tuple[int, ...], args, tmp
                 for encoding, (body, header_len) in bodies.items():
                     wrk(url, body, header_len, 16, 2)  # warm every worker's code paths
                     inf0, ex0 = server.counters(model)
-                    cpu0, t0 = process_tree_cpu(server.proc.pid), time.perf_counter()
+                    cpu0, t0 = server_cpu(server), time.perf_counter()
                     res = wrk(url, body, header_len, CLIENTS, args.seconds)
-                    cpu1, t1 = process_tree_cpu(server.proc.pid), time.perf_counter()
+                    cpu1, t1 = server_cpu(server), time.perf_counter()
                     inf1, ex1 = server.counters(model)
                     requests = res["rps"] * (t1 - t0)
                     row = {"model": label, "workers": workers, "encoding": encoding, "round": rnd + 1, **res,
@@ -105,7 +92,7 @@ def table(rows: list[dict], meta: dict) -> str:
         f"{meta['when']}, {meta['cpus']} CPU cores (shared with wrk), onnxruntime {ort.__version__}; REST, "
         f"{CLIENTS} clients (wrk, own process), {meta['seconds']:.0f} s per cell; dynamic batching on, "
         f"max_queue_delay {meta['delay_us']} us, {meta['instances']} instance(s) x {meta['threads']} intra-op "
-        "thread(s) (capped at cores / workers). Server CPU: supervisor + workers, from /proc.", "",
+        "thread(s) (capped at cores / workers). Server CPU: `process_cpu_seconds_total` (supervisor + workers).", "",
         "| model | encoding | workers | round | req/s | p50 ms | p99 ms | server CPU ms/req | server cores "
         "| mean batch | errors | load avg |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",

@@ -89,6 +89,9 @@ def test_one_metrics_view_sums_every_worker(server):
             before, "dendrite_requests_total", model="affine", outcome="success")
         assert done == total, f"worker {worker}'s /metrics counts {done} of {total} requests ({counts})"
         assert metric(m, "dendrite_model_ready", model="affine") == 1
+        # process_* sum the supervisor and both workers (each worker alone holds well over 20 MiB)
+        assert metric(m, "process_resident_memory_bytes") > WORKERS * 20 * 2**20
+        assert metric(m, "process_cpu_seconds_total") > 0
         # per-worker gauges carry each worker's pid
         pids = {dict(labels)["pid"] for (name, labels) in m if name == "dendrite_instance_info"
                 and dict(labels)["model"] == "affine"}  # fmt: skip
