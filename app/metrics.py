@@ -121,6 +121,14 @@ class Metrics:
     def expose(self) -> bytes:
         return generate_latest(self.exposed)
 
+    def merged(self, metric) -> list:
+        """``metric``'s families as ``/metrics`` shows them: with workers, summed over every worker
+        (``metric.collect()`` alone would read this worker's file only)."""
+        if not self.multiprocess_dir:
+            return list(metric.collect())
+        name = metric.describe()[0].name
+        return [family for family in self.exposed.collect() if family.name == name]
+
     def forget_version(self, model: str, version: str) -> None:
         """Drop per-version gauges of an unloaded version so dashboards do not show ghosts. (With
         workers a series cannot be removed from the files: it is set to 0 instead.)"""

@@ -115,6 +115,17 @@ def test_one_metrics_view_sums_every_worker(server):
         assert len(pids) == WORKERS
 
 
+def test_status_panel_counts_every_worker(server):
+    """GET /status (the playground's traffic panel) of either worker counts both workers' requests."""
+    m = parse_metrics(request(server.port, "GET", "/metrics")[2].decode())
+    total = metric(m, "dendrite_requests_total", model="affine")
+    assert total > 0
+    for status, body in from_every_worker(server.port, "GET", "/status").values():
+        data = json.loads(body)
+        row = next(r for r in data["models"] if r["name"] == "affine")
+        assert round(row["requests_per_second"] * data["window_seconds"]) == total, (data, total)
+
+
 def test_grpc_health_and_rest_readiness_from_every_worker(server):
     import grpc
 
