@@ -10,7 +10,8 @@ SO_REUSEPORT (the kernel spreads new connections over them) and runs the ordinar
   view (``app.metrics``); the supervisor drops a dead worker's live gauges;
 - repository load/unload: the worker that receives one passes it to the supervisor, which sends it to
   every worker in one order; each applies them in that order, and the caller is answered once all
-  have. The supervisor keeps the last operation per model and replays them on a restarted worker.
+  have. The supervisor keeps the last operation per model (unless it failed in the worker that
+  asked) and replays them on a restarted worker.
   (Poll mode: every worker polls the same folder.)
 - readiness: a board of one flag per worker in shared memory; a worker reports ready only when
   every flag is set;
@@ -19,7 +20,7 @@ SO_REUSEPORT (the kernel spreads new connections over them) and runs the ordinar
 - a worker that dies is logged and restarted with backoff; the requests it held are lost, no others.
 
 Messages on each worker's pipe (tuples): worker -> supervisor ``("ready", bool)``,
-``("control", id, op, model)``, ``("done", id)``; supervisor -> worker ``("apply", id, op, model)``,
+``("control", id, op, model)``, ``("done", id, ok)``; supervisor -> worker ``("apply", id, op, model)``,
 ``("applied", id)`` (to the worker that asked, once every worker is done) and ``("readiness",)``
 (the board changed).
 """

@@ -48,6 +48,7 @@ class Worker:
 @dataclass
 class Pending:
     origin: int
+    model: str
     waiting: set[int] = field(default_factory=set)
 
 
@@ -58,7 +59,7 @@ class Supervisor:
         self.ctx = mp.get_context("spawn")  # fork would copy the parent's threads and locks
         self.board = self.ctx.Array("b", count, lock=False)
         self.workers: dict[int, Worker] = {}
-        self.control_log: dict[str, str] = {}  # model -> its last operation, oldest first
+        self.control_log: dict[str, tuple[str, str]] = {}  # model -> its last (operation, id), oldest first
         self.pending: dict[str, Pending] = {}
         self.failures = [0] * count  # consecutive short lives, for the backoff
         self.restart_at: dict[int, float] = {}
@@ -68,7 +69,7 @@ class Supervisor:
     # ------------------------------------------------------------------ processes
     def spawn(self, index: int, first: bool = False) -> None:
         ours, theirs = self.ctx.Pipe()
-        replay = [(op, name) for name, op in self.control_log.items()]  # what the others were told
+        replay = [(op, name) for name, (op, _) in self.control_log.items()]  # what the others were told
         process = self.ctx.Process(target=_worker, args=(index, self.settings, theirs, self.board, replay),
                                    name=f"dendrite-worker-{index}")  # fmt: skip
         process.start()
@@ -84,8 +85,8 @@ class Supervisor:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(w.process.pid)  # its live gauges leave the merged view
-        for req, p in list(self.pending.items()):
-            self._done(req, w.index)
+        for req in list(self.pending):
+            self._done(req, w.index, ok=True)
         code = w.process.exitcode
         how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"code {code}"
         if self.stopping:
@@ -148,17 +149,19 @@ class Supervisor:
         elif kind == "control":
             _, req, op, name = msg
             self.control_log.pop(name, None)
-            self.control_log[name] = op
-            self.pending[req] = Pending(w.index, set(self.workers))
+            self.control_log[name] = (op, req)
+            self.pending[req] = Pending(w.index, name, set(self.workers))
             for i in list(self.workers):
                 self.send(i, ("apply", req, op, name))
         elif kind == "done":
-            self._done(msg[1], w.index)
+            self._done(msg[1], w.index, msg[2])
 
-    def _done(self, req: str, index: int) -> None:
+    def _done(self, req: str, index: int, ok: bool) -> None:
         p = self.pending.get(req)
         if p is None:
             return
+        if index == p.origin and not ok and self.control_log.get(p.model, (None, None))[1] == req:
+            del self.control_log[p.model]  # it failed where it was asked (e.g. no such model): nothing to replay
         p.waiting.discard(index)
         if not p.waiting:
             del self.pending[req]

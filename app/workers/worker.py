@@ -101,7 +101,7 @@ class Link:
                     mine.set_result(result)
             elif isinstance(result, Exception):
                 log.debug("%s %s: %s", op, name, result)
-            self.send(("done", req))
+            self.send(("done", req, not isinstance(result, Exception)))
 
     def _orphaned(self) -> None:
         """The supervisor died: fail what waits on it and shut down gracefully."""

@@ -160,6 +160,7 @@ def test_a_killed_worker_loses_only_its_in_flight_requests_and_is_restarted(serv
     """Clients on keep-alive connections to both workers; SIGKILL one worker mid-load: only the
     requests in flight on its connections fail (at most one per connection), the clients
     reconnect to the other worker, and the killed one comes back."""
+    assert request(server.port, "POST", "/v2/repository/models/affine/unload")[0] == 200  # to replay
     x = np.random.default_rng(0).standard_normal((1, 256)).astype(np.float32)
     body, headers = binary_body(x)
     stop = threading.Event()
@@ -206,8 +207,12 @@ def test_a_killed_worker_loses_only_its_in_flight_requests_and_is_restarted(serv
         time.sleep(0.2)
     else:
         raise AssertionError("the killed worker was not restarted")
+    # the restarted worker loaded the repository at its start, then replayed the unload
+    for status, body in from_every_worker(server.port, "POST", "/v2/repository/index").values():
+        assert [r["state"] for r in json.loads(body) if r["name"] == "affine"] == ["UNAVAILABLE"]
+    assert request(server.port, "POST", "/v2/repository/models/affine/load")[0] == 200
     for status, body in from_every_worker(server.port, "POST", "/v2/models/affine/infer", X).values():
-        assert status == 200, body  # the restarted worker replayed the load of the test before
+        assert status == 200, body
 
 
 def test_sigterm_drains_every_worker_and_exits_0(tmp_path):
