@@ -12,10 +12,13 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+
+from prometheus_client import multiprocess
 
 from app.config import Settings
 from app.logs import configure_logging
@@ -65,6 +68,7 @@ class Supervisor:
         self.restart_at: dict[int, float] = {}
         self.stopping = False
         self.failed: str | None = None
+        self.signals: list[int] = []  # received, not yet forwarded (the handler only notes them)
 
     # ------------------------------------------------------------------ processes
     def spawn(self, index: int, first: bool = False) -> None:
@@ -82,8 +86,6 @@ class Supervisor:
         del self.workers[w.index]
         w.conn.close()
         self.set_ready(w.index, False)
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(w.process.pid)  # its live gauges leave the merged view
         for req in list(self.pending):
             self._done(req, w.index, ok=True)
@@ -168,11 +170,16 @@ class Supervisor:
             self.send(p.origin, ("applied", req))
 
     # ------------------------------------------------------------------ main loop
-    def run(self) -> int:
+    def on_signal(self, sig: int, _frame) -> None:
+        self.signals.append(sig)  # the main loop wakes (set_wakeup_fd) and forwards it
+
+    def run(self, wakeup: socket.socket) -> int:
         for i in range(self.count):
             self.spawn(i, first=True)
         while self.workers or not self.stopping:
-            waitables = {}
+            while self.signals:
+                self.stop(self.signals.pop(0))
+            waitables = {wakeup: None}
             for w in self.workers.values():
                 waitables[w.process.sentinel] = w
                 if w.conn_open:
@@ -181,7 +188,9 @@ class Supervisor:
             timeout = min([t - now for t in self.restart_at.values()] + [1.0])
             for obj in wait(list(waitables), max(0.0, timeout)):
                 w = waitables[obj]
-                if obj is w.conn:
+                if w is None:
+                    wakeup.recv(64)
+                elif obj is w.conn:
                     if w.index in self.workers and w.conn_open:
                         self.receive(w)
                 elif w.index in self.workers:
@@ -212,12 +221,19 @@ def supervise(settings: Settings) -> int:
              settings.http_port, f", gRPC {settings.grpc_port}" if settings.grpc_enabled else "",
              settings.intra_op_thread_cap())  # fmt: skip
     supervisor = Supervisor(settings, count)
-    previous = {s: signal.signal(s, lambda sig, _: supervisor.stop(sig)) for s in (signal.SIGTERM, signal.SIGINT)}
+    wakeup, wakeup_w = socket.socketpair()
+    wakeup.setblocking(False)
+    wakeup_w.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(wakeup_w.fileno())
+    previous = {s: signal.signal(s, supervisor.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return supervisor.run()
+        return supervisor.run(wakeup)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        signal.set_wakeup_fd(previous_fd)
+        wakeup.close()
+        wakeup_w.close()
         for sock in held:
             sock.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
