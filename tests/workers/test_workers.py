@@ -270,3 +270,14 @@ def test_a_taken_port_fails_at_start(tmp_path):
             env={**os.environ, "DENDRITE_WORKERS": "2"}, cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert proc.returncode != 0
     assert f"REST (DENDRITE_HOST / DENDRITE_HTTP_PORT) cannot bind 127.0.0.1:{port}" in proc.stderr
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_status_1(tmp_path):
+    write_model(tmp_path, "affine", affine_model(), AFFINE)
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--repository", str(tmp_path), "--host", "127.0.0.1",
+         "--http-port", "0", "--grpc-port", "0", "--control-mode", "explicit"],
+        env={**os.environ, "DENDRITE_WORKERS": "2", "DENDRITE_STARTUP_MODELS": '["nope"]'}, cwd=ROOT,
+        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "failed to start (code 3): stopping" in proc.stderr
