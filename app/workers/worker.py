@@ -35,6 +35,7 @@ class Link:
         self._mine: dict[str, asyncio.Future] = {}  # this worker's outcome of a control it asked for
         self._everyone: dict[str, asyncio.Future] = {}  # every worker applied it
         self._queue: asyncio.Queue | None = None
+        self._applier: asyncio.Task | None = None
 
     def all_ready(self) -> bool:
         return all(self.board)
@@ -54,7 +55,7 @@ class Link:
         self.service = service
         self._queue = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        loop.create_task(self._apply_in_order(), name="worker-control")
+        self._applier = loop.create_task(self._apply_in_order(), name="worker-control")  # held: the loop keeps weak refs
         loop.add_reader(self.conn.fileno(), self._readable)
 
     def _readable(self) -> None:
