@@ -64,6 +64,7 @@ check-protos: ## CI: fail when the committed gRPC stubs differ from what `make p
 
 bench: install system-deps ## serving and task benchmarks: tables (and a plot) under bench/results/
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.serving --workers
 	$(BIN)/python -m bench.tasks
 
 data: install ## obtain the training data sets (Fashion-MNIST from Debian, MovieLens-100k from the recbole wheel)

@@ -46,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_missing and args.control_mode in (None, "none"):
         overrides["model_control_mode"] = "poll"
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    from app.server import run
-
     trainer = start_trainer(settings) if args.train_missing else None
     try:
+        if settings.worker_count() > 1:
+            from app.workers.supervisor import supervise
+
+            return supervise(settings)
+        from app.server import run
+
         run(settings)
     finally:
         if trainer is not None and trainer.poll() is None:

@@ -8,9 +8,10 @@ server-wide defaults and limits.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
         64, ge=1, description="ModelStreamInfer: most requests of one stream in progress at once (they batch "
         "together), each counted until its answer is sent; past it the server reads no further request of the "
         "stream, so gRPC flow control holds the client back.",
+    )
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        1, description="Serving processes sharing the REST and gRPC ports (SO_REUSEPORT), each with its own "
+        "sessions and batchers, under a supervisor that restarts one that dies. `auto` = one per two cores. "
+        "With more than one, each session's intra-op threads are capped at cores / workers and /metrics merges "
+        "every worker (docs/deploy.md).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
     server_name: str = Field("dendrite", description="Name reported by GET /v2 (server metadata).")
@@ -121,6 +128,18 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Largest decoded image (width x height): refuses decompression bombs."
     )
+
+    def worker_count(self) -> int:
+        return max(1, usable_cores() // 2) if self.workers == "auto" else self.workers
+
+    def intra_op_thread_cap(self) -> int:
+        """Most intra-op threads per session (0 = no cap): workers x threads stay within the cores."""
+        n = self.worker_count()
+        return 0 if n == 1 else max(1, usable_cores() // n)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

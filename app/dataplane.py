@@ -11,7 +11,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 import numpy as np
 
@@ -90,6 +90,10 @@ class DataPlane:
         self.metrics = metrics
         self.started = False  # the initial repository load finished
         self.shutting_down = False
+        # With several workers (app.workers): readiness of the others, and repository load/unload
+        # through the supervisor so that every worker applies them in one order.
+        self.peers_ready: Callable[[], bool] = lambda: True
+        self.control: Callable[[str, str], Awaitable[Any]] = self.apply_control
 
     # ------------------------------------------------------------------ health and metadata
     def live(self) -> bool:
@@ -113,6 +117,8 @@ class DataPlane:
         waiting = self.repository.waiting(names)
         if waiting:
             return f"waiting for {len(waiting)} of {len(names)} model(s) to be READY: {'; '.join(waiting)}"
+        if not self.peers_ready():
+            return "waiting for the other workers of this server to be ready"
         return ""
 
     def server_metadata(self) -> dict[str, Any]:
@@ -252,9 +258,13 @@ class DataPlane:
         if not self.settings.repository_api_enabled:
             raise Forbidden("the repository load/unload API is disabled (set DENDRITE_REPOSITORY_API_ENABLED=true)")
 
+    async def apply_control(self, op: str, name: str) -> Any:
+        """Repository ``load`` or ``unload`` in this process."""
+        return await (self.repository.load(name) if op == "load" else self.repository.unload(name))
+
     async def load_model(self, name: str) -> dict:
         self._control_allowed()
-        entry = await self.repository.load(name)
+        entry = await self.control("load", name)
         rows = [r for r in self.repository.index() if r["name"] == name]
         failed = [r for r in rows if r["state"] != "READY"]
         if failed and not entry.ready_versions():
@@ -263,7 +273,7 @@ class DataPlane:
 
     async def unload_model(self, name: str) -> None:
         self._control_allowed()
-        await self.repository.unload(name)
+        await self.control("unload", name)
 
 
 def _spec_json(spec: TensorSpec, lead: list[int]) -> dict[str, Any]:

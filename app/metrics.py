@@ -4,11 +4,18 @@
 Each server owns one ``Metrics`` (its own registry), so several servers can live in one
 process (tests) without clashing. ``GET /metrics`` exposes ``Metrics.registry``.
 
+With several workers (``app.workers``), ``PROMETHEUS_MULTIPROC_DIR`` is set before a worker imports
+prometheus_client, so every value lives in a file there, and ``GET /metrics`` of any worker merges
+them all: counters and histograms summed, each gauge as its ``multiprocess_mode`` says; ``process_*``
+(CPU, memory, open files) sum the supervisor and every worker, so they still mean the server.
+
 Average batch size is ``rate(dendrite_inference_count_total) / rate(dendrite_execution_count_total)``.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Callable, Iterable
 
 from prometheus_client import (
@@ -20,9 +27,10 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 # Every counter and histogram would otherwise also export a `*_created` series per label set:
@@ -37,13 +45,49 @@ LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 MODEL_STATES = ("PENDING", "LOADING", "READY", "UNAVAILABLE", "UNLOADING")
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class ServerProcessesCollector:
+    """``process_cpu_seconds_total``, ``process_resident_memory_bytes`` and ``process_open_fds`` of a
+    server of several processes: ``root`` (the supervisor) and its children, summed (Linux /proc)."""
+
+    def __init__(self, root: int):
+        self.root = root
+
+    def collect(self):
+        try:
+            children = Path(f"/proc/{self.root}/task/{self.root}/children").read_text().split()
+        except OSError:
+            children = []
+        cpu = rss = fds = 0.0
+        for pid in [self.root, *map(int, children)]:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                fds += len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:  # gone meanwhile
+                continue
+            cpu += (int(stat[11]) + int(stat[12])) / _TICKS  # utime, stime
+            rss += int(stat[21]) * _PAGE
+        yield CounterMetricFamily("process_cpu_seconds", "CPU seconds of the server's processes.", value=cpu)
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory of the server's processes.",
+                                value=rss)  # fmt: skip
+        yield GaugeMetricFamily("process_open_fds", "Open file descriptors of the server's processes.", value=fds)
 
 
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if self.multiprocess_dir:
+            self.exposed = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.exposed, self.multiprocess_dir)
+            self.exposed.register(ServerProcessesCollector(os.getppid()))
+        else:
+            self.exposed = r
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         req = ("model", "version", "protocol")
         mv = ("model", "version")
         self.requests = Counter(
@@ -71,12 +115,14 @@ class Metrics:
             "request time inside the task pipeline minus the time spent waiting on batched inference.", mv,
             buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.pending = Gauge(
-            "dendrite_pending_requests", "Requests queued and not yet computed.", mv, registry=r)
+            "dendrite_pending_requests", "Requests queued and not yet computed.", mv, registry=r,
+            multiprocess_mode="livesum")  # fmt: skip
         self.rejected = Counter(
             "dendrite_rejected_requests", "Requests dropped before compute, by reason (queue_full, deadline, "
             "cancelled).", (*mv, "reason"), registry=r)  # fmt: skip
         self.model_ready = Gauge(
-            "dendrite_model_ready", "1 when the model version serves requests, else 0.", mv, registry=r)
+            "dendrite_model_ready", "1 when the model version serves requests (in every worker), else 0.", mv,
+            registry=r, multiprocess_mode="livemin")  # fmt: skip
         self.load_duration = Histogram(
             "dendrite_model_load_duration_seconds", "Time to load a model version (sessions, checks, warm-up), "
             "successful or not.", mv, buckets=LOAD_BUCKETS, registry=r)  # fmt: skip
@@ -86,27 +132,37 @@ class Metrics:
         self.instance_info = Gauge(
             "dendrite_instance_info", "One series per ONNX Runtime session; `provider` is what it really runs on "
             "(session.get_providers()[0]). (`session`, not `instance`: Prometheus owns that label.)",
-            (*mv, "graph", "session", "provider"), registry=r)  # fmt: skip
+            (*mv, "graph", "session", "provider"), registry=r,
+            multiprocess_mode="liveall")  # fmt: skip (sessions are per worker: a `pid` label each)
 
     def track_model_states(self, states: Callable[[], Iterable[tuple[str, str]]]) -> None:
         """Export ``dendrite_model_state{model, state}`` (1 for the model's state, 0 for the others) for
         every ``(model, state)`` that ``states`` gives at scrape time: every model of the repository,
         including those with no version to put a per-version series on."""
-        self.registry.register(_ModelStates(states))
+        self.exposed.register(_ModelStates(states))  # per worker: each has loaded the same repository
 
     def expose(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)
+
+    def merged(self, metric) -> list:
+        """``metric``'s families as ``/metrics`` shows them: with workers, summed over every worker
+        (``metric.collect()`` alone would read this worker's file only)."""
+        if not self.multiprocess_dir:
+            return list(metric.collect())
+        name = metric.describe()[0].name
+        return [family for family in self.exposed.collect() if family.name == name]
 
     def forget_version(self, model: str, version: str) -> None:
-        """Drop per-version gauges of an unloaded version so dashboards do not show ghosts."""
-        for gauge in (self.pending, self.model_ready):
-            try:
-                gauge.remove(model, version)
-            except KeyError:
-                pass
-        for labels in list(self.instance_info._metrics):  # noqa: SLF001 - prometheus_client has no public lookup
-            if labels[0] == model and labels[1] == version:
-                self.instance_info.remove(*labels)
+        """Drop per-version gauges of an unloaded version so dashboards do not show ghosts. (With
+        workers a series cannot be removed from the files: it is set to 0 instead.)"""
+        children = [(g, labels) for g in (self.pending, self.model_ready, self.instance_info)
+                    for labels in list(g._metrics)  # noqa: SLF001 - prometheus_client has no public lookup
+                    if labels[0] == model and labels[1] == version]  # fmt: skip
+        for gauge, labels in children:
+            if self.multiprocess_dir:
+                gauge.labels(*labels).set(0)
+            else:
+                gauge.remove(*labels)
 
 
 class _ModelStates(Collector):

@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 
 import uvicorn
 
 from app.config import Settings
 from app.dataplane import DataPlane
+from app.logs import configure_logging
 from app.metrics import Metrics
 from app.repository.repository import ModelRepository
 from app.runtime import workers
@@ -125,15 +127,18 @@ def build_rest_app(settings: Settings, service: Service | None = None):
     return create_app(service or Service(settings))
 
 
-async def serve(settings: Settings) -> None:
-    """Run REST on settings.http_port (and gRPC beside it) until SIGINT/SIGTERM."""
-    service = Service(settings)
+async def serve(settings: Settings, service: Service | None = None, sockets: list[socket.socket] | None = None,
+                headers: list[tuple[str, str]] | None = None) -> None:  # fmt: skip
+    """Run REST on settings.http_port (or on ``sockets``, already bound: a worker's) and gRPC beside
+    it until SIGINT/SIGTERM. ``headers`` go on every REST response."""
+    service = service or Service(settings)
     app = build_rest_app(settings, service)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.http_port, log_level=settings.log_level,
         access_log=False, lifespan="on", timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        headers=headers or [],
     )  # fmt: skip
-    await GracefulServer(config, service).serve()
+    await GracefulServer(config, service).serve(sockets=sockets)
 
 
 def event_loop_factory():
@@ -146,6 +151,6 @@ def event_loop_factory():
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(serve(settings))

@@ -5,10 +5,10 @@ Errors are split as the dashboard splits them: client errors (4xx: bad request, 
 server errors (everything else but success and cancelled: unavailable, training, timeout, rejected,
 server_error). The numbers are what Prometheus would compute with ``rate(dendrite_requests_total[1m])`` and
 ``histogram_quantile(0.99, rate(dendrite_request_duration_seconds_bucket[1m]))`` summed over
-protocols, but taken from the in-process registry, so the panel works without a Prometheus server.
-The window's start is a snapshot of the counters taken by an earlier call (at most one per second
-is kept); until the server has been asked for a full window, the window reaches back to the
-server's start, when every counter was zero.
+protocols, but taken from the server's own metrics (with workers, merged over them all), so the panel
+works without a Prometheus server. The window's start is a snapshot of the counters taken by an
+earlier call (at most one per second is kept); until the server has been asked for a full window, the
+window reaches back to the server's start (with workers, the answering worker's start).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def snapshot(metrics: Metrics) -> Snapshot:
     def series(labels: dict[str, str]) -> SeriesCounts:
         return counts.setdefault((labels["model"], labels["version"]), SeriesCounts())
 
-    for family in metrics.requests.collect():
+    for family in metrics.merged(metrics.requests):
         for sample in family.samples:
             if sample.name.endswith("_total"):
                 entry = series(sample.labels)
@@ -72,7 +72,7 @@ def snapshot(metrics: Metrics) -> Snapshot:
                     entry.client_errors += sample.value
                 elif outcome not in NOT_FAILURES:
                     entry.server_errors += sample.value
-    for family in metrics.request_duration.collect():
+    for family in metrics.merged(metrics.request_duration):
         for sample in family.samples:
             if sample.name.endswith("_bucket"):
                 entry = series(sample.labels)
@@ -110,8 +110,9 @@ class TrafficWindow:
         self.window = window_seconds
         self.clock = clock
         self.min_spacing = min_spacing_seconds
-        # the counters were all zero when the server started: that is the first baseline
-        self.history: deque[tuple[float, Snapshot]] = deque([(clock(), {})])
+        # the first baseline: the counters now (zero at the server's start; with workers, a restarted
+        # worker finds what the others counted)
+        self.history: deque[tuple[float, Snapshot]] = deque([(clock(), snapshot(metrics))])
 
     def traffic(self) -> tuple[float, dict[SeriesKey, Traffic]]:
         """(the window's length in seconds, each model version's traffic in it)."""

@@ -2,6 +2,7 @@
 
     python -m bench.serving            # (make bench) full run, ~4 minutes on 2 cores
     python -m bench.serving --quick    # shorter cells
+    python -m bench.serving --workers  # instead: one server process vs DENDRITE_WORKERS=2 (bench.workers)
 
 For each model (a small Fashion-MNIST-sized CNN and a compute-bound EfficientNet-Lite0-sized
 network), it starts a real server (``python -m app serve``) with the model twice in the
@@ -114,13 +115,15 @@ def _seconds(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url: str, body: Path, header_len: int, connections: int, seconds: float) -> dict:
+def wrk(url: str, body: Path, header_len: int | None, connections: int, seconds: float) -> dict:
+    """``header_len`` None: a JSON body."""
     script = body.with_suffix(".lua")
+    headers = ('wrk.headers["Content-Type"] = "application/json"\n' if header_len is None else
+               f'wrk.headers["Inference-Header-Content-Length"] = "{header_len}"\n'
+               'wrk.headers["Content-Type"] = "application/octet-stream"\n')  # fmt: skip
     script.write_text(
         f'local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()\n'
-        'wrk.method = "POST"\n'
-        f'wrk.headers["Inference-Header-Content-Length"] = "{header_len}"\n'
-        'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+        'wrk.method = "POST"\n' + headers
     )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "--latency", "-s", str(script), url],
@@ -237,6 +240,8 @@ def main() -> None:
     parser.add_argument("--cnn", type=Path, help="ONNX file for the small model (default: built here)")
     parser.add_argument("--big", type=Path, help="ONNX file for the compute-bound model (default: built here)")
     parser.add_argument("--only", choices=["small-cnn", "effnet-sized"], help="run one model only")
+    parser.add_argument("--workers", action="store_true", help="instead: 1 vs 2 workers at 64 clients (bench.workers)")
+    parser.add_argument("--rounds", type=int, default=1, help="--workers: repeat the 1-vs-2 pair (A B A B)")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.ceiling_seconds = 3.0, 1.0
@@ -248,6 +253,11 @@ def main() -> None:
         tmp = Path(tmp_)
         cnn = args.cnn or bench_models.write(bench_models.small_cnn(), tmp / "small_cnn.onnx")
         big = args.big or bench_models.write(bench_models.effnet_sized(), tmp / "effnet_sized.onnx")
+        if args.workers:
+            from bench import workers
+
+            models = {"small-cnn": (cnn, (1, 28, 28)), "effnet-sized": (big, (3, 224, 224))}
+            return workers.run(args, {k: v for k, v in models.items() if args.only in (None, k)}, RESULTS, tmp)
         if args.only in (None, "small-cnn"):
             rows += bench_model("small-cnn", cnn, (1, 28, 28), args, tmp)
         if args.only in (None, "effnet-sized"):

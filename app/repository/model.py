@@ -129,7 +129,8 @@ class ModelVersion:
     # ------------------------------------------------------------------ loading
     def load_sync(self, settings: Settings) -> None:
         """Create sessions, check the config against the graphs, warm up. Runs on a worker thread."""
-        options = RuntimeOptions(settings.intra_op_threads, settings.allow_spinning, settings.cpu_mem_arena)
+        options = RuntimeOptions(settings.intra_op_threads, settings.allow_spinning, settings.cpu_mem_arena,
+                                 settings.intra_op_thread_cap())  # fmt: skip
         cfg = self.config
         batched = cfg.max_batch_size > 0
         group = cfg.instance_group

@@ -47,6 +47,14 @@ class RuntimeOptions:
     intra_op_threads: int = 1
     allow_spinning: bool = False
     cpu_mem_arena: bool = True
+    max_intra_op_threads: int = 0  # 0 = no cap; with several workers, cores / workers
+
+
+def intra_op_threads(requested: int, cap: int) -> int:
+    """The threads a session gets: ``requested`` (0 = ORT's choice, one per core) within ``cap``."""
+    if cap and (requested == 0 or requested > cap):
+        return cap
+    return requested
 
 
 def graph_specs(session: ort.InferenceSession, batched: bool) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -72,7 +80,9 @@ class SessionPool:
         self.sessions: list[ort.InferenceSession] = []
         self.providers: list[str] = []
         request = request_for(group, ort.get_available_providers())
-        threads = group.intra_op_threads if group.intra_op_threads is not None else options.intra_op_threads
+        threads = intra_op_threads(
+            group.intra_op_threads if group.intra_op_threads is not None else options.intra_op_threads,
+            options.max_intra_op_threads)  # fmt: skip
         for _ in range(group.count):
             so = ort.SessionOptions()
             so.intra_op_num_threads = threads

@@ -101,8 +101,8 @@ class GrpcServer:
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             # gRPC sets SO_REUSEPORT by default: a second server on a taken port would start
-            # "fine" and silently share it. Fail at startup instead.
-            ("grpc.so_reuseport", 0),
+            # "fine" and silently share it. Fail at startup instead, unless the sharing is ours: workers.
+            ("grpc.so_reuseport", int(settings.worker_count() > 1)),
         ])  # fmt: skip
         oip_grpc.add_GRPCInferenceServiceServicer_to_server(oip.InferenceServicer(dataplane), self.server)
         predict_pb2_grpc.add_PredictServicer_to_server(predict.PredictServicer(dataplane), self.server)
@@ -123,13 +123,15 @@ class GrpcServer:
         except RuntimeError as exc:
             raise RuntimeError(f"gRPC cannot bind {address} (DENDRITE_HOST / DENDRITE_GRPC_PORT): {exc}") from None
         await self.server.start()
-        await self._publish_readiness()
+        await self.refresh_health()
         self._watch = asyncio.get_running_loop().create_task(self._watch_readiness(), name="grpc-health")
         log.info("gRPC on %s:%d (max message %d bytes)", self.settings.host, self.port,
                  self.settings.grpc_max_message_bytes)  # fmt: skip
         return self.port
 
-    async def _publish_readiness(self) -> None:
+    async def refresh_health(self) -> None:
+        """Publish ``dataplane.ready()`` to the health service when it changed (after a graceful-shutdown
+        start the service stays NOT_SERVING whatever is set)."""
         status = health_pb2.HealthCheckResponse
         serving = status.SERVING if self.dataplane.ready() else status.NOT_SERVING
         if serving != self._serving:
@@ -138,12 +140,12 @@ class GrpcServer:
                 await self.health.set(name, serving)
 
     async def _watch_readiness(self) -> None:
-        """Readiness changes without an RPC (a model finishes training or loading): the health
-        service, which clients may Watch, follows it within READINESS_POLL_SECONDS."""
+        """Readiness changes without an RPC (a model finishes training or loading, another worker
+        starts): the health service, which clients may Watch, follows it within READINESS_POLL_SECONDS."""
         while True:
             await asyncio.sleep(READINESS_POLL_SECONDS)
             try:
-                await self._publish_readiness()
+                await self.refresh_health()
             except Exception:  # noqa: BLE001 - a failed check must not end the watch
                 log.exception("gRPC health update failed")
 
