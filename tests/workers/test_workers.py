@@ -277,7 +277,8 @@ def test_a_worker_that_cannot_start_stops_the_server_with_status_1(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "app", "serve", "--repository", str(tmp_path), "--host", "127.0.0.1",
          "--http-port", "0", "--grpc-port", "0", "--control-mode", "explicit"],
-        env={**os.environ, "DENDRITE_WORKERS": "2", "DENDRITE_STARTUP_MODELS": '["nope"]'}, cwd=ROOT,
+        # a missing startup model is only that model's problem; an invalid name fails start-up
+        env={**os.environ, "DENDRITE_WORKERS": "2", "DENDRITE_STARTUP_MODELS": '["bad name"]'}, cwd=ROOT,
         capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "failed to start (code 3): stopping" in proc.stderr
