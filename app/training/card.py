@@ -111,6 +111,7 @@ def build_card(
         "parameter_count": parameter_count,
         "training": {**training, "seconds": round(training_seconds, 1), "seed": seed, "torch_threads": recipe.threads},
         "hyperparameters": recipe.hyperparameters,
+        "model_selection": recipe.model_selection(),
         "environment": machine(),
         "run": (clock or RunClock()).as_card(),
     }

@@ -25,6 +25,7 @@ class TinyRecipe(Recipe):
     task = "generic"
     expected_minutes = 0.01
     source = DataSource(name="random numbers", origin="numpy", licence="none")
+    selection = "nothing to choose"
 
     def load_data(self):
         self.x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
