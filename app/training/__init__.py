@@ -5,6 +5,7 @@ Usage::
     python -m app.training <recipe> [--profile smoke|full] [--data PATH] [--repository models]
     python -m app.training all        # every default model that has no version yet, fastest first
     python -m app.training list       # recipes, their models and data sources
+    python -m app.training quantize fashion-cnn   # an int8 copy of the latest version as the next version
     python -m app.training.data       # obtain the default data sets (``make data``)
 
 One run (``runner.run_recipe``): seed -> ``load_data`` -> ``build_model`` -> ``train`` -> ``export`` (ONNX +

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
+import numpy as np
 import torch
 
 from app.training.export import ExportedGraph
@@ -76,6 +77,8 @@ class Recipe(ABC):
     threads: ClassVar[int] = TRAINING_THREADS  # torch intra-op threads while training (fixed: part of determinism)
     selected_on: ClassVar[str] = "validation"  # the split every choice below was made on
     selection: ClassVar[str]  # what was chosen on it, and how (for the card)
+    # int8 method of ``python -m app.training quantize`` (app.training.quantize); None: not offered
+    quantization: ClassVar[Literal["static", "dynamic"] | None] = None
 
     def __init__(self, profile: Profile = "full", data_path: Path | None = None) -> None:
         if profile not in PROFILES:
@@ -115,3 +118,9 @@ class Recipe(ABC):
     @abstractmethod
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         """Metrics of the exported graph, run through the serving pre/post-processing in ``app.tasks``."""
+
+    def sample_feeds(self, version_dir: Path, parameters: dict[str, Any], count: int,
+                     batch_size: int) -> list[dict[str, np.ndarray]]:
+        """About ``count`` training-split inputs for the first graph, in batches, made by the serving
+        preprocessing: the calibration set of static quantization and the batches both versions are timed on."""
+        raise NotImplementedError(f"{self.name}: no sample inputs for quantization")

@@ -31,7 +31,7 @@ from app.training.parity import check_parity
 from app.training.progress import log, progress
 from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, HeldOut, Recipe
 from app.training.recipes.image_common import (
-    LABELS_FILE, MODEL_FILE, accuracy, classify_encoded, image_config, write_labels,
+    LABELS_FILE, MODEL_FILE, accuracy, classify_encoded, image_config, preprocessed_feeds, write_labels,
 )  # fmt: skip
 from app.training.reproducibility import torch_generator
 
@@ -105,6 +105,7 @@ class FashionCNNRecipe(Recipe):
         url="https://github.com/zalandoresearch/fashion-mnist",
     )
 
+    quantization = "static"
     selection = ("validation accuracy after every epoch; the best epoch's weights are exported (ties: the later). "
                  "Architecture and schedule fixed in the recipe")
 
@@ -193,6 +194,11 @@ class FashionCNNRecipe(Recipe):
     def model_config(self) -> dict[str, Any]:
         parameters = {"labels_file": LABELS_FILE, "top_k": 3, "outputs": "logits", "preprocess": PREPROCESS.to_parameters()}
         return image_config(parameters, max_batch_size=64, queue_delay_us=2000)
+
+    def sample_feeds(self, version_dir: Path, parameters: dict[str, Any], count: int, batch_size: int) -> list[dict[str, np.ndarray]]:
+        rows = np.random.default_rng(SPLIT_SEED).permutation(len(self.train_split))[:count]
+        encoded = [encode_png(image) for image in self.train_split.images[np.sort(rows)]]
+        return preprocessed_feeds(version_dir, parameters, encoded, batch_size)
 
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         test = self.test.read()  # the only read: after every choice was made on validation

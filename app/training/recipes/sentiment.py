@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
@@ -239,6 +240,7 @@ class SentimentRecipe(Recipe):
         licence="MIT (corpus); Apache-2.0 (pretrained encoder)",
     )
 
+    quantization = "dynamic"
     selection = ("fixed schedule (one epoch, the last step exported); VADER baseline thresholds tuned on "
                  "validation; nothing chosen on test")
 
@@ -309,10 +311,19 @@ class SentimentRecipe(Recipe):
                            "buckets": list(SERVING_BUCKETS)},
         }
 
+    def _served_codec(self, version_dir: Path, parameters: dict[str, Any]) -> SentimentCodec:
+        return SentimentCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters["labels"],
+                                         parameters["buckets"])
+
+    def sample_feeds(self, version_dir: Path, parameters: dict[str, Any], count: int,
+                     batch_size: int) -> list[dict[str, np.ndarray]]:
+        codec, texts = self._served_codec(version_dir, parameters), self.data.texts("train")
+        texts = random.Random(self.settings.seed).sample(texts, min(count, len(texts)))
+        return [codec.encode(texts[i:i + batch_size]).feeds() for i in range(0, len(texts), batch_size)]
+
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         session = ort_session(Path(version_dir) / MODEL_FILE)
-        codec = SentimentCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters["labels"],
-                                          parameters["buckets"])
+        codec = self._served_codec(version_dir, parameters)
         texts, gold = self.test.read()  # type: ignore[union-attr]
         predictions = codec.predict(texts, lambda feeds: session.run(["logits"], feeds)[0])
         labels = [p.label for p in predictions]
