@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="your own data in the recipe's documented format")
     parser.add_argument("--repository", type=Path, default=Path("models"), help="model repository folder")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--quantize", action="store_true", help="then write an int8 copy as the next version")
     args = parser.parse_args(argv)
     setup_logging()
 
@@ -42,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if any(state.startswith("failed") for state in outcome.values()) else 0
     if args.recipe not in RECIPES:
         parser.error(f"unknown recipe {args.recipe!r}; known: {', '.join(sorted(RECIPES))}")
+    if args.quantize and RECIPES[args.recipe].quantization is None:
+        parser.error(f"{args.recipe} has no int8 method; --quantize applies to recipes "
+                     f"{', '.join(sorted(n for n, r in RECIPES.items() if r.quantization))}")
     print(run_recipe(args.recipe, profile=args.profile, data_path=args.data, repository=args.repository, seed=args.seed))
+    if args.quantize:
+        print(quantize.quantize(RECIPES[args.recipe].name, args.repository))
     return 0
 
 

@@ -26,8 +26,8 @@ def image_repository(tmp_path_factory):
     root = tmp_path_factory.mktemp("quantize")
     write_idx_folder(root / "data", *synthetic_images(400, 0), prefix="train")
     write_idx_folder(root / "data", *synthetic_images(60, 1), prefix="t10k")
-    run_recipe("image", profile="smoke", data_path=root / "data", repository=root / "models")
-    assert cli.main(["quantize", "fashion-cnn", "--repository", str(root / "models"), "--calibration", "128"]) == 0
+    assert cli.main(["image", "--profile", "smoke", "--data", str(root / "data"), "--repository", str(root / "models"),
+                     "--quantize"]) == 0
     return root / "models"
 
 
@@ -96,3 +96,6 @@ def test_refusals_name_the_problem(image_repository, tmp_path, capsys):
     (folder / "card.json").write_text(json.dumps({"model": "translation-de-en", "recipe": "app.training.recipes.translation"}))
     message = refused("translation-de-en", "--repository", str(tmp_path))
     assert "no int8 method" in message and "fashion-cnn" in message and "Error" not in message
+    with pytest.raises(SystemExit):
+        cli.main(["translation", "--profile", "smoke", "--repository", str(tmp_path), "--quantize"])
+    assert "translation has no int8 method" in capsys.readouterr().err
