@@ -19,6 +19,9 @@ Adding a recipe is one module:
    attributes (``name`` = model name, ``task``, ``expected_minutes``, ``source``) and implement ``load_data``,
    ``build_model``, ``train``, ``export`` (use ``app.training.export.export_onnx`` and
    ``app.training.parity.check_parity``), ``write_assets``, ``model_config`` and ``evaluate_onnx``.
+   Choose on a validation split only (say what in ``selection``); put the test split behind
+   ``self.test = HeldOut(...)`` in ``load_data`` and read it once, in ``evaluate_onnx``. For
+   ``quantize``, set ``quantization`` ("static"/"dynamic") and implement ``sample_feeds``.
    Respect ``self.profile`` (``smoke``: a seconds-long run on a small subset) and ``self.data_path``
    (the user's own data in the recipe's documented plain format).
 2. Register the class in ``app/training/recipes/__init__.py`` (``RECIPES``).
