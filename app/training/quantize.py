@@ -25,11 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from app.repository.config import load_config
 from app.training.card import CARD_FILE, RunClock, machine, write_card
-from app.training.export import ExportedGraph, ort_session, sha256_of
+from app.training.export import graph_facts, ort_session
 from app.training.progress import setup_logging
 from app.training.recipe import Evaluation, Recipe
 from app.training.recipes import RECIPES
@@ -145,14 +144,6 @@ def _delta(fp32: dict[str, Any], int8: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, (int, float)) and isinstance(int8.get(k), (int, float))}
 
 
-def _graph_card(path: Path, method: str) -> dict[str, Any]:
-    proto = onnx.load(str(path), load_external_data=False)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    exporter = f"onnxruntime.quantization {package_version('onnxruntime')} ({method})"
-    return ExportedGraph(file=path.name, opset=opset, sha256=sha256_of(path), bytes=path.stat().st_size,
-                         exporter=exporter).as_card()
-
-
 def quantize(model: str, repository: Path = Path("models"), version: int | None = None,
              calibration_items: int = CALIBRATION_ITEMS) -> Path:
     """Write an int8 copy of ``model``'s version (default: the latest) as its next version; returns its folder."""
@@ -207,7 +198,8 @@ def _card(source: Source, new_version: int, method: str, fp32: Evaluation, int8:
         "baselines": int8.baselines,
         "evaluation_protocol": int8.protocol,
         "examples": int8.examples,
-        "graphs": {name: _graph_card(staging / file, method) for name, file in graphs.items()},
+        "graphs": {name: graph_facts(staging / file, f"onnxruntime.quantization {package_version('onnxruntime')} "
+                                     f"({method})").as_card() for name, file in graphs.items()},
         "quantization": {
             "from_version": source.version,
             "method": described,
