@@ -5,6 +5,7 @@ Usage::
     python -m app.training <recipe> [--profile smoke|full] [--data PATH] [--repository models]
     python -m app.training all        # every default model that has no version yet, fastest first
     python -m app.training list       # recipes, their models and data sources
+    python -m app.training quantize fashion-cnn   # an int8 copy of the latest version as the next version
     python -m app.training.data       # obtain the default data sets (``make data``)
 
 One run (``runner.run_recipe``): seed -> ``load_data`` -> ``build_model`` -> ``train`` -> ``export`` (ONNX +
@@ -18,6 +19,9 @@ Adding a recipe is one module:
    attributes (``name`` = model name, ``task``, ``expected_minutes``, ``source``) and implement ``load_data``,
    ``build_model``, ``train``, ``export`` (use ``app.training.export.export_onnx`` and
    ``app.training.parity.check_parity``), ``write_assets``, ``model_config`` and ``evaluate_onnx``.
+   Choose on a validation split only (say what in ``selection``); put the test split behind
+   ``self.test = HeldOut(...)`` in ``load_data`` and read it once, in ``evaluate_onnx``. For
+   ``quantize``, set ``quantization`` ("static"/"dynamic") and implement ``sample_feeds``.
    Respect ``self.profile`` (``smoke``: a seconds-long run on a small subset) and ``self.data_path``
    (the user's own data in the recipe's documented plain format).
 2. Register the class in ``app/training/recipes/__init__.py`` (``RECIPES``).

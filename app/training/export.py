@@ -92,15 +92,17 @@ def export_onnx(
         raise ExportError(f"ONNX export of {type(model).__name__} to {path.name} failed: {exc}") from exc
     if any(p.name != path.name for p in path.parent.glob(path.name + "*")):
         raise ExportError(f"export of {path.name} left external data files beside it; expected a single file")
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
-    graph = ExportedGraph(
-        file=path.name, opset=opset, sha256=sha256_of(path), bytes=path.stat().st_size,
-        exporter="torch.onnx dynamo" if dynamo else "torch.onnx torchscript",
-    )  # fmt: skip
-    log.info("exported %s (%.1f MB, opset %d)", path.name, graph.bytes / 1e6, opset)
+    onnx.checker.check_model(onnx.load(str(path)))
+    graph = graph_facts(path, "torch.onnx dynamo" if dynamo else "torch.onnx torchscript")
+    log.info("exported %s (%.1f MB, opset %d)", path.name, graph.bytes / 1e6, graph.opset)
     return graph
+
+
+def graph_facts(path: Path, exporter: str) -> ExportedGraph:
+    """The card's facts about a single-file graph."""
+    proto = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return ExportedGraph(file=path.name, opset=opset, sha256=sha256_of(path), bytes=path.stat().st_size, exporter=exporter)
 
 
 def ort_session(path: Path, threads: int = TRAINING_THREADS) -> ort.InferenceSession:

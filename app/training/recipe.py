@@ -5,13 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
+import numpy as np
 import torch
 
 from app.training.export import ExportedGraph
 from app.training.reproducibility import TRAINING_THREADS
 
+T = TypeVar("T")
 Profile = Literal["smoke", "full"]
 PROFILES: tuple[Profile, ...] = ("smoke", "full")
 
@@ -52,6 +54,19 @@ class Evaluation:
     examples: list[dict[str, Any]] = field(default_factory=list)
 
 
+class HeldOut(Generic[T]):
+    """The test split behind a counter. Epochs, hyper-parameters and variants are chosen on the validation
+    split; the test split is read once, to evaluate the exported model at the end, and the card shows the count."""
+
+    def __init__(self, data: T) -> None:
+        self._data = data
+        self.reads = 0
+
+    def read(self) -> T:
+        self.reads += 1
+        return self._data
+
+
 class Recipe(ABC):
     """One model: data -> torch training -> ONNX version. Subclasses set the class attributes."""
 
@@ -60,6 +75,10 @@ class Recipe(ABC):
     expected_minutes: ClassVar[float]  # full-profile wall time on 2 cores; ``all`` trains fastest first
     source: ClassVar[DataSource]
     threads: ClassVar[int] = TRAINING_THREADS  # torch intra-op threads while training (fixed: part of determinism)
+    selected_on: ClassVar[str] = "validation"  # the split every choice below was made on
+    selection: ClassVar[str]  # what was chosen on it, and how (for the card)
+    # int8 method of ``python -m app.training quantize`` (app.training.quantize); None: not offered
+    quantization: ClassVar[Literal["static", "dynamic"] | None] = None
 
     def __init__(self, profile: Profile = "full", data_path: Path | None = None) -> None:
         if profile not in PROFILES:
@@ -67,6 +86,11 @@ class Recipe(ABC):
         self.profile: Profile = profile
         self.data_path = Path(data_path) if data_path is not None else None
         self.hyperparameters: dict[str, Any] = {}  # filled by subclasses; recorded in the card
+        self.test: HeldOut[Any] | None = None  # set by ``load_data``; read only by ``evaluate_onnx``
+
+    def model_selection(self) -> dict[str, Any]:
+        return {"selected_on": self.selected_on, "how": self.selection,
+                "test_reads": self.test.reads if self.test is not None else 0}
 
     @abstractmethod
     def load_data(self) -> DataSummary:
@@ -94,3 +118,9 @@ class Recipe(ABC):
     @abstractmethod
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         """Metrics of the exported graph, run through the serving pre/post-processing in ``app.tasks``."""
+
+    def sample_feeds(self, version_dir: Path, parameters: dict[str, Any], count: int,
+                     batch_size: int) -> list[dict[str, np.ndarray]]:
+        """About ``count`` training-split inputs for the first graph, in batches, made by the serving
+        preprocessing: the calibration set of static quantization and the batches both versions are timed on."""
+        raise NotImplementedError(f"{self.name}: no sample inputs for quantization")

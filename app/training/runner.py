@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.repository.config import load_config
 from app.repository.training import clear_status, write_status
-from app.training.card import build_card, write_card
+from app.training.card import RunClock, build_card, write_card
 from app.training.progress import set_reporter
 from app.training.recipe import Profile
 from app.training.recipes import RECIPES
@@ -29,6 +29,7 @@ def run_recipe(
     """Train, export, check, evaluate and publish one model; returns the new version folder."""
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}")
+    clock = RunClock()
     recipe = RECIPES[name](profile=profile, data_path=data_path)
     repository = Path(repository)
     model_dir = repository / recipe.name
@@ -59,6 +60,7 @@ def run_recipe(
         card = build_card(
             recipe, version=version, data=data, exported=exported, evaluation=evaluation, training=training,
             training_seconds=training_seconds, parameter_count=parameter_count, seed=seed, assets=assets,
+            clock=clock,
         )  # fmt: skip
         write_card(staging, card)
         version_dir = publish(staging, version)

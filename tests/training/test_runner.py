@@ -1,9 +1,11 @@
 """The framework on a tiny recipe: export, parity, card, versions, config, `all`."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -25,6 +27,7 @@ class TinyRecipe(Recipe):
     task = "generic"
     expected_minutes = 0.01
     source = DataSource(name="random numbers", origin="numpy", licence="none")
+    selection = "nothing to choose"
 
     def load_data(self):
         self.x = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32)
@@ -73,6 +76,17 @@ def test_run_recipe_publishes_numbered_versions_with_card_and_config(tiny, tmp_p
     assert card["data"]["licence"] == "none" and card["training"]["seed"] == runner.DEFAULT_SEED
     assert load_config(model_dir / "config.yaml", "tiny-linear").parameters == {"answer": 42}
     assert sorted(p.name for p in second.iterdir()) == ["card.json", "model.onnx"]
+
+
+def test_card_records_the_machine_libraries_and_wall_time(tiny, tmp_path):
+    card = json.loads((runner.run_recipe(tiny, repository=tmp_path) / "card.json").read_text())
+    env = card["environment"]
+    assert env["cpu_count"] == os.cpu_count() and 1 <= env["usable_cores"] <= env["cpu_count"]
+    assert env["cpu_model"] and env["os"].startswith("Linux")
+    assert env["libraries"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert env["libraries"]["onnxruntime"] == ort.__version__ and env["libraries"]["numpy"] == np.__version__
+    assert 0 < card["run"]["wall_seconds"] < 600 and card["run"]["wall_seconds"] >= card["training"]["seconds"]
+    assert len(card["run"]["load_average_at_start"]) == 3 and len(card["run"]["load_average_at_end"]) == 3
 
 
 def test_same_seed_gives_the_same_metrics(tiny, tmp_path):

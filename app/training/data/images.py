@@ -29,6 +29,15 @@ class ImageSplit:
     def subset(self, n: int) -> "ImageSplit":
         return ImageSplit(self.images[:n], self.labels[:n])
 
+    def carve(self, fraction: float, seed: int) -> tuple["ImageSplit", "ImageSplit"]:
+        """(rest, held out): ``fraction`` of each class drawn with ``seed``, e.g. a validation split."""
+        rng = np.random.default_rng(seed)
+        held = np.zeros(len(self), dtype=bool)
+        for label in np.unique(self.labels):
+            rows = np.flatnonzero(self.labels == label)
+            held[rng.choice(rows, size=int(round(fraction * len(rows))), replace=False)] = True
+        return ImageSplit(self.images[~held], self.labels[~held]), ImageSplit(self.images[held], self.labels[held])
+
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): magic ``00 00 <type> <ndim>``, ndim big-endian uint32 sizes, data."""

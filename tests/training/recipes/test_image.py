@@ -8,7 +8,7 @@ from PIL import Image
 
 from app.repository.config import load_config
 from app.training.export import ort_session
-from app.training.recipes.image import augment
+from app.training.recipes.image import FashionCNNRecipe, augment
 from app.training.reproducibility import torch_generator
 from app.training.runner import run_recipe
 from tests.training.data.test_images import write_idx_folder
@@ -34,7 +34,11 @@ def test_smoke_profile_end_to_end_on_idx_files(tmp_path):
     config = load_config(tmp_path / "models" / "fashion-cnn" / "config.yaml", "fashion-cnn")
     assert config.task == "image" and config.parameters["labels_file"] == "labels.json"
     card = json.loads((version / "card.json").read_text())
-    assert card["data"]["splits"] == {"train": 300, "test": 60}
+    splits = card["data"]["splits"]
+    assert splits["test"] == 60 and splits["train"] + splits["validation"] == 300 and 20 <= splits["validation"] <= 30
+    # chosen on validation; the test split read once, by the final evaluation
+    assert card["model_selection"] == {"selected_on": "validation", "how": FashionCNNRecipe.selection, "test_reads": 1}
+    assert card["training"]["selected_epoch"] == 1 and len(card["training"]["validation_accuracy_by_epoch"]) == 1
     assert 0.0 <= card["metrics"]["accuracy"] <= 1.0 and "nearest_class_mean_pixels" in card["baselines"]
     assert card["parity"][0]["max_abs_diff"] <= 1e-4
     labels = json.loads((version / "labels.json").read_text())

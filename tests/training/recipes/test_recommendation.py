@@ -28,6 +28,7 @@ def test_smoke_profile_end_to_end_on_csv(tmp_path):
     assert card["data"]["splits"]["test_users"] == 30 and card["data"]["splits"]["train_interactions"] == 30 * 19
     assert set(card["metrics"]) == {"hr@10", "ndcg@10"} and "item_popularity" in card["baselines"]
     assert card["parity"][0]["top_k_mismatched_rows"] == 0
+    assert card["model_selection"]["selected_on"] == "validation" and card["model_selection"]["test_reads"] == 1
     catalogue = Catalogue.load(version)
     assert len(catalogue.item_ids) == 150 and catalogue.titles[0] == "Movie 0"
     (scores,) = ort_session(version / "model.onnx").run(None, {"user": np.array([0, 1, 2], np.int64)})

@@ -54,6 +54,7 @@ def test_smoke_run_publishes_a_servable_version(version_dir):
     assert set(card["metrics"]) >= {"accuracy", "macro_f1"} and card["data"]["splits"]["test"] > 0
     assert card["parity"][0]["max_abs_diff"] <= 1e-4 and card["parity"][0]["top_k_mismatched_rows"] == 0
     assert card["graphs"]["model"]["opset"] >= 18
+    assert card["model_selection"]["selected_on"] == "validation" and card["model_selection"]["test_reads"] == 1
 
     codec = SentimentCodec.from_files(version_dir / "tokenizer.json", config.parameters["labels"],
                                       config.parameters["buckets"])

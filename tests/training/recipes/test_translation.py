@@ -55,6 +55,7 @@ def test_smoke_run_publishes_two_graphs_that_decode_like_torch(smoke_repository)
     assert step_parity["top_k_mismatched_rows"] == 0 and decode_parity["sentences_with_different_tokens"] == 0
     assert {"bleu", "chrf", "bleu_beam4", "chrf_beam4"} <= set(card["metrics"])
     assert set(card["baselines"]["dictionary_word_by_word"]) == {"bleu", "chrf"}
+    assert card["model_selection"]["selected_on"] == "validation" and card["model_selection"]["test_reads"] == 1
 
     codec = TranslationCodec.from_files(version_dir / "tokenizer.json", config.parameters)
     run = onnx_runner(version_dir)
