@@ -227,7 +227,8 @@ class ModelRepository:
             await workers.load(mv.load_sync, self.settings)
             mv.start_batchers(self.settings, self.metrics)
         except Exception as exc:  # noqa: BLE001 - any failure isolates this version, never the server
-            mv.state, mv.reason = State.UNAVAILABLE, f"{type(exc).__name__}: {exc}"
+            # The reason reaches clients (503 text, the index): our words or the library's message, never a class name.
+            mv.state, mv.reason = State.UNAVAILABLE, exc.message if isinstance(exc, DendriteError) else str(exc)
             failures.inc()
             return mv  # logged by the entry, once per change
         finally:
