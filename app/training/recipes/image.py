@@ -54,9 +54,9 @@ def _conv(c_in: int, c_out: int) -> list[nn.Module]:
 class FashionCNN(nn.Module):
     """(batch, 1, 28, 28) normalised pixels -> (batch, classes) logits."""
 
-    # Dropout 0.1 and the hidden layer in the head were chosen before the recipe had a validation split, by test
-    # accuracy; docs/training.md says what was re-checked on validation since.
-    def __init__(self, classes: int = 10, dropout: float = 0.1) -> None:
+    # Dropout 0.3 over 0.1 by validation accuracy (best epoch 0.9386 vs 0.9370; docs/training.md). The hidden
+    # layer in the head was chosen before the recipe had a validation split, by test accuracy; not re-checked.
+    def __init__(self, classes: int = 10, dropout: float = 0.3) -> None:
         super().__init__()
         self.features = nn.Sequential(
             *_conv(1, 32), nn.MaxPool2d(2),  # 28 -> 14
@@ -114,7 +114,7 @@ class FashionCNNRecipe(Recipe):
         self.settings = PROFILES[self.profile]
         self.hyperparameters = {**self.settings, "optimizer": "SGD nesterov momentum 0.9", "weight_decay": 5e-4,
                                 "schedule": "OneCycle", "augmentation": "random shifts <= 2 px",
-                                "validation_fraction": round(VALIDATION_FRACTION, 4)}  # fmt: skip
+                                "dropout": 0.3, "validation_fraction": round(VALIDATION_FRACTION, 4)}  # fmt: skip
 
     def load_data(self) -> DataSummary:
         if self.data_path is None or is_idx_folder(self.data_path):
@@ -137,7 +137,7 @@ class FashionCNNRecipe(Recipe):
         return DataSummary(location=str(folder), splits=splits, split_method=method)
 
     def build_model(self) -> nn.Module:
-        return FashionCNN(classes=len(self.labels))
+        return FashionCNN(classes=len(self.labels), dropout=self.hyperparameters["dropout"])
 
     def train(self, model: nn.Module) -> dict[str, Any]:
         epochs, batch_size = self.settings["epochs"], self.settings["batch_size"]
