@@ -44,7 +44,7 @@ def bench_workers(label: str, onnx_path: Path, shape: tuple[int, ...], args, tmp
     binary, as_json = tmp / f"{label}-w.bin", tmp / f"{label}-w.json"
     json_body(shape, as_json)
     bodies = {"binary": (binary, binary_body(shape, binary)), "json": (as_json, None)}  # (file, binary header length)
-    model = f"{label}-batched"
+    model = f"{label}-adaptive"  # the default delay policy (write_repo also writes -fixed and -off)
     rows = []
     for rnd in range(args.rounds):
         for workers in (1, 2):
