@@ -1,9 +1,13 @@
 """Prometheus metrics after known traffic: counters move by exactly what was sent."""
 
+import grpc
 import httpx
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as predict_pb
+from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc as predict_grpc
 from tests.support import affine_model, live_server, write_model
 
 
@@ -88,3 +92,37 @@ def test_every_model_has_a_state_every_answer_an_outcome_and_loads_are_measured(
     assert value(after, "dendrite_model_load_failures_total", model="affine", version="1") == 0
     assert value(after, "dendrite_model_load_duration_seconds_count", model="affine", version="1") == 1
     assert value(after, "dendrite_model_load_duration_seconds_count", model="corrupt", version="1") == 1
+
+
+def test_predict_requests_refused_before_the_data_plane_are_counted(tmp_path):
+    """Bodies FastAPI or the gRPC translation rejects before ``DataPlane.predict`` runs count as
+    client_error (model="": the body naming the model did not validate), once each."""
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 8})
+    with live_server(tmp_path, grpc=True) as server, httpx.Client(base_url=server.url) as c:
+        before = scrape(c)
+        assert c.post("/predict/sentiment", json={"texts": []}).status_code == 400
+        assert c.post("/predict/recommendation", json={"k": 3}).status_code == 400
+        assert c.post("/predict/translation", content=b"{not json",
+                      headers={"content-type": "application/json"}).status_code == 400  # fmt: skip
+        assert c.post("/predict/sentiment", content=b"hi", headers={"content-type": "text/plain"}).status_code == 415
+        assert c.post("/predict/image", json={}).status_code == 400
+        assert c.post("/predict/sentiment", json={"texts": ["fine"]},
+                      headers={"X-Request-Timeout": "soon"}).status_code == 400  # fmt: skip
+        assert c.post("/predict/no-such-task", json={}).status_code == 404
+        assert c.post("/predict/sentiment", json={"texts": ["fine"]}).status_code == 404  # no sentiment model
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = predict_grpc.PredictStub(channel)
+            for call, message in ((stub.Sentiment, predict_pb.SentimentRequest(texts=[])),
+                                  (stub.Recommendation, predict_pb.RecommendationRequest(user_id=""))):  # fmt: skip
+                with pytest.raises(grpc.RpcError) as err:
+                    call(message, timeout=10)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        after = scrape(c)
+
+    def delta(protocol, outcome):
+        labels = {"model": "", "version": "", "protocol": protocol, "outcome": outcome}
+        return value(after, "dendrite_requests_total", **labels) - value(before, "dendrite_requests_total", **labels)
+
+    assert delta("rest", "client_error") == 6
+    assert delta("rest", "not_found") == 2  # the unknown task, and the valid body with no model to serve it
+    assert delta("grpc", "client_error") == 2
