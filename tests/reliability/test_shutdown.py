@@ -8,9 +8,6 @@ DENDRITE_SHUTDOWN_DELAY_SECONDS, then stops accepting; every request it accepted
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.reliability.process import ROOT, ServerProcess, binary_body, decode_binary_output
+from tests.reliability.process import ServerProcess, binary_body, decode_binary_output, serve_to_the_end
 from tests.reliability.test_overload import chain_reference
 from tests.support import affine_model, matmul_chain_model, write_model
 
@@ -143,11 +140,8 @@ def test_a_server_that_cannot_start_exits_with_status_1(tmp_path):
     """Single process, as DENDRITE_WORKERS=2 already does (tests/workers): a supervisor such as
     systemd or Kubernetes must see a failed start, not a clean exit."""
     write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 4})
-    proc = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--repository", str(tmp_path), "--host", "127.0.0.1",
-         "--http-port", "0", "--grpc-port", "0", "--control-mode", "explicit"],
-        # an invalid startup model name fails start-up (a missing model is only that model's problem)
-        env={**os.environ, "DENDRITE_WORKERS": "1", "DENDRITE_STARTUP_MODELS": '["bad name"]'}, cwd=ROOT,
-        capture_output=True, text=True, timeout=120)  # fmt: skip
+    # an invalid startup model name fails start-up (a missing model is only that model's problem)
+    proc = serve_to_the_end(tmp_path, "--http-port", "0", "--grpc-port", "0", "--control-mode", "explicit",
+                            env={"DENDRITE_WORKERS": "1", "DENDRITE_STARTUP_MODELS": '["bad name"]'})  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "bad name" in proc.stderr
