@@ -54,12 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             return supervise(settings)
         from app.server import run
 
-        run(settings)
+        return run(settings)
     finally:
         if trainer is not None and trainer.poll() is None:
             trainer.terminate()
             trainer.wait(30)
-    return 0
 
 
 def start_trainer(settings: Settings):

@@ -188,8 +188,12 @@ class DataPlane:
         try:
             yield
         except DendriteError as exc:
-            self._count(Observed(model or ""), protocol, exc, time.perf_counter() - start)
+            self.refused(model, protocol, exc, time.perf_counter() - start)
             raise
+
+    def refused(self, model: str | None, protocol: str, error: DendriteError, seconds: float) -> None:
+        """Count one refusal ``refusals`` cannot wrap (one its transport's framework made before the route ran)."""
+        self._count(Observed(model or ""), protocol, error, seconds)
 
     def _count(self, seen: "Observed", protocol: str, error: BaseException | None, seconds: float) -> None:
         labels = (seen.model if seen.model in self.repository.models else "", seen.version, protocol)

@@ -118,8 +118,8 @@ class Metrics:
             "dendrite_pending_requests", "Requests queued and not yet computed.", mv, registry=r,
             multiprocess_mode="livesum")  # fmt: skip
         self.rejected = Counter(
-            "dendrite_rejected_requests", "Requests dropped before compute, by reason (queue_full, deadline, "
-            "cancelled).", (*mv, "reason"), registry=r)  # fmt: skip
+            "dendrite_rejected_requests", "Requests dropped before compute (translation: also a caller withdrawn "
+            "mid-decode), by reason (queue_full, deadline, cancelled).", (*mv, "reason"), registry=r)  # fmt: skip
         self.model_ready = Gauge(
             "dendrite_model_ready", "1 when the model version serves requests (in every worker), else 0.", mv,
             registry=r, multiprocess_mode="livemin")  # fmt: skip

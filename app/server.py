@@ -22,6 +22,10 @@ from app.runtime import workers
 log = logging.getLogger(__name__)
 
 
+class StartupFailed(Exception):
+    """The service did not start; uvicorn has logged why."""
+
+
 class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -130,7 +134,8 @@ def build_rest_app(settings: Settings, service: Service | None = None):
 async def serve(settings: Settings, service: Service | None = None, sockets: list[socket.socket] | None = None,
                 headers: list[tuple[str, str]] | None = None) -> None:  # fmt: skip
     """Run REST on settings.http_port (or on ``sockets``, already bound: a worker's) and gRPC beside
-    it until SIGINT/SIGTERM. ``headers`` go on every REST response."""
+    it until SIGINT/SIGTERM. ``headers`` go on every REST response. Raises StartupFailed when
+    start-up fails, whatever the uvicorn version."""
     service = service or Service(settings)
     app = build_rest_app(settings, service)
     config = uvicorn.Config(
@@ -138,7 +143,14 @@ async def serve(settings: Settings, service: Service | None = None, sockets: lis
         access_log=False, lifespan="on", timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         headers=headers or [],
     )  # fmt: skip
-    await GracefulServer(config, service).serve(sockets=sockets)
+    server = GracefulServer(config, service)
+    try:
+        await server.serve(sockets=sockets)
+    except SystemExit:  # uvicorn >= 0.53 exits 3 on a failed start-up; older versions return quietly
+        if server.started:
+            raise
+    if not server.started:
+        raise StartupFailed
 
 
 def event_loop_factory():
@@ -150,7 +162,12 @@ def event_loop_factory():
     return uvloop.new_event_loop
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings) -> int:
+    """Serve in this process; the exit status: 1 when start-up fails (as with several workers)."""
     configure_logging(settings)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(serve(settings))
+        try:
+            runner.run(serve(settings))
+        except StartupFailed:
+            return 1
+    return 0

@@ -1,10 +1,16 @@
 """Prometheus metrics after known traffic: counters move by exactly what was sent."""
 
+import asyncio
+
+import grpc
 import httpx
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import affine_model, live_server, write_model
+from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as predict_pb
+from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc as predict_grpc
+from tests.support import COPY_WORDS, affine_model, live_server, write_copying_translation, write_model
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
@@ -88,3 +94,70 @@ def test_every_model_has_a_state_every_answer_an_outcome_and_loads_are_measured(
     assert value(after, "dendrite_model_load_failures_total", model="affine", version="1") == 0
     assert value(after, "dendrite_model_load_duration_seconds_count", model="affine", version="1") == 1
     assert value(after, "dendrite_model_load_duration_seconds_count", model="corrupt", version="1") == 1
+
+
+def test_predict_requests_refused_before_the_data_plane_are_counted(tmp_path):
+    """Bodies FastAPI or the gRPC translation rejects before ``DataPlane.predict`` runs count as
+    client_error (model="": the body naming the model did not validate), once each."""
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 8})
+    with live_server(tmp_path, grpc=True) as server, httpx.Client(base_url=server.url) as c:
+        before = scrape(c)
+        assert c.post("/predict/sentiment", json={"texts": []}).status_code == 400
+        assert c.post("/predict/recommendation", json={"k": 3}).status_code == 400
+        assert c.post("/predict/translation", content=b"{not json",
+                      headers={"content-type": "application/json"}).status_code == 400  # fmt: skip
+        assert c.post("/predict/sentiment", content=b"hi", headers={"content-type": "text/plain"}).status_code == 415
+        assert c.post("/predict/image", json={}).status_code == 400
+        assert c.post("/predict/sentiment", json={"texts": ["fine"]},
+                      headers={"X-Request-Timeout": "soon"}).status_code == 400  # fmt: skip
+        assert c.post("/predict/no-such-task", json={}).status_code == 404
+        assert c.post("/predict/sentiment", json={"texts": ["fine"]}).status_code == 404  # no sentiment model
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = predict_grpc.PredictStub(channel)
+            for call, message in ((stub.Sentiment, predict_pb.SentimentRequest(texts=[])),
+                                  (stub.Recommendation, predict_pb.RecommendationRequest(user_id=""))):  # fmt: skip
+                with pytest.raises(grpc.RpcError) as err:
+                    call(message, timeout=10)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        after = scrape(c)
+
+    def delta(protocol, outcome):
+        labels = {"model": "", "version": "", "protocol": protocol, "outcome": outcome}
+        return value(after, "dendrite_requests_total", **labels) - value(before, "dendrite_requests_total", **labels)
+
+    assert delta("rest", "client_error") == 6
+    assert delta("rest", "not_found") == 2  # the unknown task, and the valid body with no model to serve it
+    assert delta("grpc", "client_error") == 2
+
+
+def test_translation_refusals_and_withdrawals_count_as_rejected_like_every_batcher(tmp_path):
+    """The coalescer reports queue_full / deadline / cancelled to the version's metric hooks, as the
+    batcher does: dendrite_rejected_requests_total agrees with dendrite_requests_total."""
+    write_copying_translation(tmp_path, "copy", step_delay_us=20_000, max_batch_size=8, max_queue_size=1)
+    blocker = " ".join(COPY_WORDS[:60])  # 61 decode steps of at least 20 ms: over 1.2 s
+
+    async def scenario(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            def send(text: str, timeout: float | None = None):
+                headers = {"X-Request-Timeout": str(timeout)} if timeout else {}
+                return asyncio.create_task(client.post("/predict/translation", json={"texts": [text]}, headers=headers))
+
+            running = send(blocker)
+            await asyncio.sleep(0.2)
+            waiting = send("w1 w2", timeout=0.6)  # waits behind the running group; its deadline passes
+            await asyncio.sleep(0.2)
+            refused = send("w3")  # one caller already waits: the list (max_queue_size 1) is full
+            return [(await t).status_code for t in (running, waiting, refused)]
+
+    with live_server(tmp_path) as server, httpx.Client(base_url=server.url) as c:
+        before = scrape(c)
+        assert asyncio.run(scenario(server.url)) == [200, 504, 503]
+        after = scrape(c)
+
+    def delta(name, **labels):
+        return value(after, name, model="copy", version="1", **labels) - value(before, name, model="copy", version="1", **labels)
+
+    assert delta("dendrite_rejected_requests_total", reason="queue_full") == 1
+    assert delta("dendrite_rejected_requests_total", reason="deadline") == 1
+    assert delta("dendrite_requests_total", protocol="rest", outcome="rejected") == 1
+    assert delta("dendrite_requests_total", protocol="rest", outcome="timeout") == 1

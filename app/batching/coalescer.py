@@ -16,6 +16,11 @@ It gives callers the batcher's guarantees:
 - A caller that leaves (deadline, cancelled: the client went away) is withdrawn: removed from
   the waiting list, or, inside a running group, its items report not live (``Group.live``),
   so the process can stop computing them.
+
+Refusals and withdrawals go to ``observer.dropped(reason)`` with the batcher's reasons
+(queue_full, deadline, cancelled), so a model's rejected-requests metric means the same for
+every task. Unlike the batcher, a caller withdrawn from a running group counts too: it gets no
+answer and its items stop being computed.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from app.batching.batcher import BatchObserver, NullObserver
 from app.errors import DeadlineExceeded, Overloaded
 
 Item = TypeVar("Item")
@@ -59,15 +65,17 @@ Process = Callable[[Hashable, list[Item], Group], Awaitable[list[Result]]]
 
 class Coalescer(Generic[Item, Result]):
     def __init__(self, process: Process, *, max_items: int = 32, max_delay_s: float = 0.002,
-                 max_waiting: int = 1024, max_groups: int = 4, retry_after_s: int = 1, name: str = ""):  # fmt: skip
+                 max_waiting: int = 1024, max_groups: int = 4, retry_after_s: int = 1, name: str = "",
+                 observer: BatchObserver | None = None):  # fmt: skip
         """``process(key, items, group)`` returns one result per item (any value for items no
-        longer live)."""
+        longer live). Only ``observer.dropped`` is called."""
         self._process = process
         self.max_items = max_items
         self.max_delay_s = max_delay_s
         self.max_waiting = max_waiting
         self.retry_after_s = retry_after_s
         self.name = name
+        self.observer = observer if observer is not None else NullObserver()
         self._waiting: dict[Hashable, list[_Waiting[Item]]] = {}
         self._waiting_count = 0
         self._running: set[Hashable] = set()
@@ -81,9 +89,11 @@ class Coalescer(Generic[Item, Result]):
         """Process ``items`` together with concurrent submissions of the same ``key`` (e.g. the same
         decoding options). ``deadline`` is a ``time.monotonic()`` instant; None means no deadline."""
         if self._waiting_count >= self.max_waiting:
+            self.observer.dropped("queue_full")
             raise Overloaded(f"{self.name}: {self._waiting_count} requests are waiting for a decode group "
                              "(dynamic_batching.max_queue_size); retry later", retry_after=self.retry_after_s)
         if deadline is not None and deadline <= time.monotonic():
+            self.observer.dropped("deadline")
             raise DeadlineExceeded(f"{self.name}: the request's deadline had passed before it was queued")
         loop = asyncio.get_running_loop()
         waiting = _Waiting(items, deadline, loop.create_future())
@@ -96,15 +106,16 @@ class Coalescer(Generic[Item, Result]):
         try:
             return await asyncio.wait_for(asyncio.shield(waiting.future), timeout)
         except asyncio.TimeoutError:
-            self._withdraw(key, waiting)
+            self._withdraw(key, waiting, "deadline")
             raise DeadlineExceeded(f"{self.name}: deadline exceeded; this request's items were dropped, "
                                    "the others of its group go on") from None
         except asyncio.CancelledError:
-            self._withdraw(key, waiting)
+            self._withdraw(key, waiting, "cancelled")
             raise
 
-    def _withdraw(self, key: Hashable, waiting: _Waiting) -> None:
+    def _withdraw(self, key: Hashable, waiting: _Waiting, reason: str) -> None:
         waiting.withdrawn = True
+        self.observer.dropped(reason)
         queue = self._waiting.get(key)
         if queue is not None and waiting in queue:
             queue.remove(waiting)

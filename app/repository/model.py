@@ -190,6 +190,8 @@ class ModelVersion:
                 name=f"{self.name}/{self.version}" + (f"/{g.name}" if len(self.graphs) > 1 else ""),
             )
             g.batcher.start()
+        if self.pipeline is not None:
+            self.pipeline.observe(observer)
         for g in self.graphs.values():
             for i, provider in enumerate(g.pool.providers):
                 metrics.instance_info.labels(self.name, str(self.version), g.name, str(i), provider).set(1)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from app.batching.batcher import BatchObserver
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge
 from app.repository.config import ModelConfig
@@ -139,6 +140,9 @@ class Pipeline(ABC, Generic[Req, Resp]):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing (parameters.{key})")
         return path
+
+    def observe(self, observer: BatchObserver) -> None:
+        """Report to the version's batcher metric hooks (a pipeline with a queue of its own)."""
 
     @abstractmethod
     async def predict(self, request: Req, infer: Infer) -> dict[str, Any]:

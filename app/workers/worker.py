@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from app.config import Settings
 from app.errors import DendriteError
 from app.logs import configure_logging
-from app.server import Service, event_loop_factory, serve
+from app.server import Service, StartupFailed, event_loop_factory, serve
 from app.workers.net import reuseport_socket
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,9 @@ def main(index: int, settings: Settings, conn: Connection, board, replay: list[t
     link = Link(index, conn, board)
     service = WorkerService(settings, link, replay)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        runner.run(serve(settings, service, [sock], [(WORKER_HEADER, str(index))]))
+        try:
+            runner.run(serve(settings, service, [sock], [(WORKER_HEADER, str(index))]))
+        except StartupFailed:
+            pass
     if not link.ready_sent:
         sys.exit(3)  # never served: the supervisor sees a failed start

@@ -173,3 +173,38 @@ async def test_groups_beyond_max_groups_wait_counted_in_the_bounded_list():
     release.set()
     assert await first == [1] and await asyncio.gather(*others) == [[2], [2]]
     assert sorted(running) == ["a", "b", "c"]
+
+
+class Drops(list):
+    """The part of ``BatchObserver`` a coalescer reports to: the reasons of its dropped callers."""
+
+    def dropped(self, reason: str) -> None:
+        self.append(reason)
+
+
+async def test_refused_and_withdrawn_callers_are_reported_as_the_batcher_reports_them():
+    release = asyncio.Event()
+
+    async def process(key, items, group):
+        await release.wait()
+        return items
+
+    drops = Drops()
+    c = Coalescer(process, max_items=1, max_delay_s=0, max_waiting=2, observer=drops)
+    now = asyncio.get_running_loop().time()
+    with pytest.raises(DeadlineExceeded):
+        await c.submit("k", ["deadline already passed"], deadline=now - 1)
+    running = asyncio.ensure_future(c.submit("k", ["running, then cancelled"]))
+    await asyncio.sleep(0.01)  # its group runs
+    late = asyncio.ensure_future(c.submit("k", ["deadline while waiting"], deadline=now + 0.05))
+    gone = asyncio.ensure_future(c.submit("k", ["cancelled while waiting"]))
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded):
+        await c.submit("k", ["queue full"])
+    with pytest.raises(DeadlineExceeded):
+        await late
+    gone.cancel()
+    running.cancel()
+    await asyncio.gather(gone, running, return_exceptions=True)
+    release.set()
+    assert drops == ["deadline", "queue_full", "deadline", "cancelled", "cancelled"]

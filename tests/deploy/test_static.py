@@ -428,7 +428,7 @@ def test_runtime_args_are_accepted_by_the_server_cli(monkeypatch):
     import app.server
 
     seen = []
-    monkeypatch.setattr(app.server, "run", seen.append)
+    monkeypatch.setattr(app.server, "run", lambda settings: seen.append(settings) or 0)  # run returns the exit status
     runtime_args = _docs(KSERVE / "servingruntime.yaml")[0]["spec"]["containers"][0]["args"]
     deployment_args = _docs(K8S / "deployment.yaml")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert app.cli.main(runtime_args) == 0 and app.cli.main(deployment_args) == 0

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,13 @@ class ServerProcess(Server):
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
+
+
+def serve_to_the_end(repo: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m app serve`` on 127.0.0.1 run to its exit: for servers that must fail at start.
+    ``env`` is added to this process's environment."""
+    return subprocess.run([sys.executable, "-m", "app", "serve", "--repository", str(repo), "--host", "127.0.0.1", *args],
+                          env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
 def binary_body(x: np.ndarray, name: str = "x") -> tuple[bytes, dict[str, str]]:

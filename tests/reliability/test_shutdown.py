@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.reliability.process import ServerProcess, binary_body, decode_binary_output
+from tests.reliability.process import ServerProcess, binary_body, decode_binary_output, serve_to_the_end
 from tests.reliability.test_overload import chain_reference
-from tests.support import matmul_chain_model, write_model
+from tests.support import affine_model, matmul_chain_model, write_model
 
 WIDTH, DEPTH = 1024, 16
 DELAY, GRACE = 1.5, 30.0
@@ -134,3 +134,14 @@ def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(tmp_path)
     assert any(o == "ok" for o in after), summary  # accepted during the delay and answered
     assert 503 in ready_after_sigterm and 200 not in ready_after_sigterm, ready_after_sigterm
     assert grpc_health == "NOT_SERVING"
+
+
+def test_a_server_that_cannot_start_exits_with_status_1(tmp_path):
+    """Single process, as DENDRITE_WORKERS=2 already does (tests/workers): a supervisor such as
+    systemd or Kubernetes must see a failed start, not a clean exit."""
+    write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 4})
+    # an invalid startup model name fails start-up (a missing model is only that model's problem)
+    proc = serve_to_the_end(tmp_path, "--http-port", "0", "--grpc-port", "0", "--control-mode", "explicit",
+                            env={"DENDRITE_WORKERS": "1", "DENDRITE_STARTUP_MODELS": '["bad name"]'})  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "bad name" in proc.stderr

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.common import metric, parse_metrics
-from tests.reliability.process import ROOT, ServerProcess, binary_body
+from tests.reliability.process import ServerProcess, binary_body, serve_to_the_end
 from tests.support import affine_model, free_port, matmul_chain_model, write_model
 
 WORKERS = 2
@@ -264,21 +263,16 @@ def test_a_taken_port_fails_at_start(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "app", "serve", "--repository", str(tmp_path), "--host", "127.0.0.1",
-             "--http-port", str(port), "--grpc-port", str(free_port())],
-            env={**os.environ, "DENDRITE_WORKERS": "2"}, cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+        proc = serve_to_the_end(tmp_path, "--http-port", str(port), "--grpc-port", str(free_port()),
+                                env={"DENDRITE_WORKERS": "2"}, timeout=60)  # fmt: skip
     assert proc.returncode != 0
     assert f"REST (DENDRITE_HOST / DENDRITE_HTTP_PORT) cannot bind 127.0.0.1:{port}" in proc.stderr
 
 
 def test_a_worker_that_cannot_start_stops_the_server_with_status_1(tmp_path):
     write_model(tmp_path, "affine", affine_model(), AFFINE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--repository", str(tmp_path), "--host", "127.0.0.1",
-         "--http-port", "0", "--grpc-port", "0", "--control-mode", "explicit"],
-        # a missing startup model is only that model's problem; an invalid name fails start-up
-        env={**os.environ, "DENDRITE_WORKERS": "2", "DENDRITE_STARTUP_MODELS": '["bad name"]'}, cwd=ROOT,
-        capture_output=True, text=True, timeout=120)  # fmt: skip
+    # a missing startup model is only that model's problem; an invalid name fails start-up
+    proc = serve_to_the_end(tmp_path, "--http-port", "0", "--grpc-port", "0", "--control-mode", "explicit",
+                            env={"DENDRITE_WORKERS": "2", "DENDRITE_STARTUP_MODELS": '["bad name"]'})  # fmt: skip
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "failed to start (code 3): stopping" in proc.stderr

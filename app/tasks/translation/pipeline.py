@@ -11,6 +11,7 @@ import asyncio
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.batching.batcher import BatchObserver
 from app.batching.coalescer import Coalescer, Group
 from app.config import Settings
 from app.runtime import workers
@@ -64,6 +65,9 @@ class TranslationPipeline(Pipeline[TranslationRequest, TranslationResponse]):
                                    max_waiting=db.max_queue_size or settings.default_max_queue_size,
                                    max_groups=settings.decode_threads,
                                    retry_after_s=settings.retry_after_seconds, name=version_dir.parent.name)
+
+    def observe(self, observer: BatchObserver) -> None:
+        self.coalescer.observer = observer
 
     async def predict(self, request: TranslationRequest, infer: Infer) -> dict:
         # Requests meet only requests with the same decoding options. The pipeline belongs to one

@@ -55,8 +55,9 @@ class PredictServicer(pb_grpc.PredictServicer):
     async def predict(self, pipeline: type[Pipeline], request: Message, reply: type[Reply], context,
                       request_type: type[TaskRequest] | None = None, raw_fields: tuple[str, ...] = ()) -> Reply:
         deadline = deadline_of(context)
-        task_request = await workers.offload_if_large(request.ByteSize(), to_task_request, request,
-                                                      request_type or pipeline.request_type, raw_fields)
+        with self.dataplane.refusals(None, "grpc"):  # model "": as REST, where it is in the unvalidated body
+            task_request = await workers.offload_if_large(request.ByteSize(), to_task_request, request,
+                                                          request_type or pipeline.request_type, raw_fields)
         result = await self.dataplane.predict(pipeline.task, task_request, protocol="grpc", deadline=deadline)
         return to_reply(result, pipeline.response_type, reply)
 

@@ -9,9 +9,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from app.errors import UNEXPECTED, DendriteError
+from app.errors import UNEXPECTED, DendriteError, InvalidInput
 
 log = logging.getLogger(__name__)
+
+
+def invalid_request(exc: RequestValidationError) -> InvalidInput:
+    """FastAPI's rejection of a request (body, parameters) in our words."""
+    return InvalidInput(_describe(exc))
 
 
 def _describe(exc: RequestValidationError) -> str:
@@ -42,7 +47,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": _describe(exc)}, status_code=400)
+        return error_response(invalid_request(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+import time
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from app.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
@@ -13,9 +17,32 @@ from app.tasks.image.pipeline import ImageFiles, ImageRequest, ImageResponse
 from app.tasks.recommendation.pipeline import RecommendationRequest, RecommendationResponse
 from app.tasks.sentiment.pipeline import SentimentRequest, SentimentResponse
 from app.tasks.translation.pipeline import TranslationRequest, TranslationResponse
+from app.transports.rest.errors import invalid_request
 from app.transports.rest.oip import INFER_ERRORS, answers, plane, read_body, request_deadline
 
-router = APIRouter(prefix="/predict", tags=["Tasks"])
+
+class CountedRoute(APIRoute):
+    """Counts a body FastAPI rejects before the route runs (it fails the task's request model) in
+    dendrite_requests_total, as ``DataPlane.predict`` counts the requests it sees; what the routes
+    refuse themselves before ``predict`` they count with ``DataPlane.refusals``. The model is "":
+    the body that names it did not validate."""
+
+    def get_route_handler(self):
+        handle = super().get_route_handler()
+
+        async def counted(request: Request) -> Response:
+            start = time.perf_counter()
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:  # raised only before the endpoint runs
+                error = invalid_request(exc)
+                plane(request).refused(None, "rest", error, time.perf_counter() - start)
+                raise error from None
+
+        return counted
+
+
+router = APIRouter(prefix="/predict", tags=["Tasks"], route_class=CountedRoute)
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -49,7 +76,14 @@ def media_type(request: Request, accepted: tuple[str, ...] = ("application/json"
 
 def json_only(request: Request) -> None:
     """The typed JSON routes' dependency (FastAPI would read ``media_type``'s ``accepted`` as a body field)."""
-    media_type(request)
+    with plane(request).refusals(None, "rest"):
+        media_type(request)
+
+
+def counted_deadline(request: Request) -> float | None:
+    """``request_deadline``, counted when the header is refused."""
+    with plane(request).refusals(None, "rest"):
+        return request_deadline(request)
 
 
 async def _image_request(request: Request) -> ImageRequest:
@@ -89,28 +123,31 @@ def _validated(validate, data) -> ImageRequest:
 
 @router.post("/image", response_model=ImageResponse, responses=answers(*INFER_ERRORS, 415), openapi_extra=_IMAGE_BODY)
 async def predict_image(request: Request):
-    body = await _image_request(request)
-    return await plane(request).predict("image", body, protocol="rest", deadline=request_deadline(request))
+    deadline = counted_deadline(request)
+    with plane(request).refusals(None, "rest"):
+        body = await _image_request(request)
+    return await plane(request).predict("image", body, protocol="rest", deadline=deadline)
 
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=answers(*INFER_ERRORS, 415),
              dependencies=[Depends(json_only)])
 async def predict_sentiment(request: Request, body: SentimentRequest):
-    return await plane(request).predict("sentiment", body, protocol="rest", deadline=request_deadline(request))
+    return await plane(request).predict("sentiment", body, protocol="rest", deadline=counted_deadline(request))
 
 
 @router.post("/translation", response_model=TranslationResponse, responses=answers(*INFER_ERRORS, 415),
              dependencies=[Depends(json_only)])
 async def predict_translation(request: Request, body: TranslationRequest):
-    return await plane(request).predict("translation", body, protocol="rest", deadline=request_deadline(request))
+    return await plane(request).predict("translation", body, protocol="rest", deadline=counted_deadline(request))
 
 
 @router.post("/recommendation", response_model=RecommendationResponse, responses=answers(*INFER_ERRORS, 415),
              dependencies=[Depends(json_only)])
 async def predict_recommendation(request: Request, body: RecommendationRequest):
-    return await plane(request).predict("recommendation", body, protocol="rest", deadline=request_deadline(request))
+    return await plane(request).predict("recommendation", body, protocol="rest", deadline=counted_deadline(request))
 
 
 @router.post("/{task}", include_in_schema=False)
-async def unknown_task(task: str):
-    raise NotFound(f"no task {task!r}; the tasks are {', '.join(PIPELINES)} (POST /predict/<task>)")
+async def unknown_task(request: Request, task: str):
+    with plane(request).refusals(None, "rest"):
+        raise NotFound(f"no task {task!r}; the tasks are {', '.join(PIPELINES)} (POST /predict/<task>)")
