@@ -53,6 +53,7 @@ class Pending:
     origin: int
     model: str
     waiting: set[int] = field(default_factory=set)
+    previous: tuple[str, str] | None = None  # the model's last logged operation, restored if this one fails
 
 
 class Supervisor:
@@ -150,9 +151,9 @@ class Supervisor:
             self.set_ready(w.index, msg[1])
         elif kind == "control":
             _, req, op, name = msg
-            self.control_log.pop(name, None)
+            previous = self.control_log.pop(name, None)
             self.control_log[name] = (op, req)
-            self.pending[req] = Pending(w.index, name, set(self.workers))
+            self.pending[req] = Pending(w.index, name, set(self.workers), previous)
             for i in list(self.workers):
                 self.send(i, ("apply", req, op, name))
         elif kind == "done":
@@ -163,7 +164,11 @@ class Supervisor:
         if p is None:
             return
         if index == p.origin and not ok and self.control_log.get(p.model, (None, None))[1] == req:
-            del self.control_log[p.model]  # it failed where it was asked (e.g. no such model): nothing to replay
+            # It failed where it was asked (e.g. no such model): replay what stood before it, not this.
+            if p.previous is None:
+                del self.control_log[p.model]
+            else:
+                self.control_log[p.model] = p.previous
         p.waiting.discard(index)
         if not p.waiting:
             del self.pending[req]

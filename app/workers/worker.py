@@ -36,6 +36,7 @@ class Link:
         self._everyone: dict[str, asyncio.Future] = {}  # every worker applied it
         self._queue: asyncio.Queue | None = None
         self._applier: asyncio.Task | None = None
+        self._refreshes: set[asyncio.Task] = set()
 
     def all_ready(self) -> bool:
         return all(self.board)
@@ -75,11 +76,13 @@ class Link:
             if fut is not None and not fut.done():
                 fut.set_result(None)
         elif kind == "readiness":
-            asyncio.get_running_loop().create_task(self.service.refresh_health())
+            task = asyncio.get_running_loop().create_task(self.service.refresh_health())
+            self._refreshes.add(task)  # held: the loop keeps only weak references to tasks
+            task.add_done_callback(self._refreshes.discard)
 
     async def control(self, op: str, name: str):
         """Repository ``op`` in every worker, in the order the supervisor set; this worker's outcome."""
-        req = f"{self.index}.{next(self._ids)}"
+        req = f"{self.index}.{os.getpid()}.{next(self._ids)}"  # unique across restarts of this worker
         loop = asyncio.get_running_loop()
         mine = self._mine[req] = loop.create_future()
         everyone = self._everyone[req] = loop.create_future()
