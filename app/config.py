@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     decode_threads: int = Field(4, ge=1, description="Threads for translation decode loops; a translation model "
                                 "runs at most this many decode groups at once, more wait in its bounded queue.")
     preprocess_threads: int = Field(0, ge=0, description="Threads for image decoding/pre-processing, tokenisation "
-                                    "and parsing of big requests (0 = one per core).")
+                                    "and parsing of big requests (0 = one per usable core, divided among the workers).")
     load_threads: int = Field(2, ge=1, description="Threads that load and close models.")
 
     # --- batching defaults ------------------------------------------------------------------

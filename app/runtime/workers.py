@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
-from app.config import Settings
+from app.config import Settings, usable_cores
 
 T = TypeVar("T")
 
@@ -34,7 +33,9 @@ _pools: dict[str, ThreadPoolExecutor] = {}
 
 def configure(settings: Settings) -> None:
     """(Re)create the pools at the settings' sizes; work already submitted to the old ones finishes there."""
-    sizes = {"decode": settings.decode_threads, "preprocess": settings.preprocess_threads or os.cpu_count() or 1,
+    # "one per core": the cores this process may use, shared with the other workers of the server
+    per_core = max(1, usable_cores() // settings.worker_count())
+    sizes = {"decode": settings.decode_threads, "preprocess": settings.preprocess_threads or per_core,
              "load": settings.load_threads}
     old = dict(_pools)
     for kind, size in sizes.items():
