@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from app.config import usable_cores
 from app.training.recipe import DataSummary, Evaluation, ExportResult, Recipe
 
 CARD_FILE = "card.json"
@@ -46,11 +47,10 @@ def _load_average() -> list[float] | None:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on, so cards from different machines are not read as equal."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "usable_cores": usable,  # what this process may run on (containers, taskset)
+        "usable_cores": usable_cores(),  # what this process may run on (containers, taskset)
         "os": platform.platform(),
         "architecture": platform.machine(),
         "python": platform.python_version(),

@@ -98,7 +98,7 @@ def run_missing(repository: Path = Path("models"), profile: Profile = "full") ->
         except Exception as exc:  # keep going: the other models are still worth serving
             log.exception("%s: training failed", model_dir.name)
             outcome[model_dir.name] = f"failed: {exc}"
-            write_status(model_dir, "failed", message=str(exc) or type(exc).__name__)
+            write_status(model_dir, "failed", message=str(exc) or "see the trainer's log")  # shown to clients
         finally:
             set_reporter(None)
     return outcome
