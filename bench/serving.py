@@ -5,7 +5,7 @@
     python -m bench.serving --workers  # instead: one server process vs DENDRITE_WORKERS=2 (bench.workers)
 
 For each model (a small Fashion-MNIST-sized CNN and a compute-bound EfficientNet-Lite0-sized
-network), it starts a real server (``python -m app serve``) with the model twice in the
+network), it starts a real server (``python -m app serve``) with the model in the
 repository three times, otherwise identical: dynamic batching with the adaptive delay policy,
 with Triton's fixed delay, and off. It drives each with ``wrk`` over REST using binary tensors
 at concurrency 1, 16 and 64, and reads the mean batch size from the server's own metrics. The

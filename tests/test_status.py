@@ -57,7 +57,8 @@ def test_window_rates_error_ratios_and_p99():
     window.traffic()
     clock.now += 5
     seconds, traffic = window.traffic()
-    assert seconds == pytest.approx(70) and traffic  # baseline: the newest snapshot >= 60 s old (t=10)[("m", "1")].requests_per_second == 0
+    assert seconds == pytest.approx(70) and traffic  # baseline: the newest snapshot >= 60 s old
+    assert traffic[("m", "1")].requests_per_second == 0
     assert traffic[("m", "1")].p99_seconds is None and traffic[("m", "1")].client_error_ratio is None
 
     observe(metrics, 0.002, n=30)
