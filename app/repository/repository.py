@@ -145,7 +145,7 @@ class ModelRepository:
             await self.load(name, retry_unchanged=retry_unchanged)
         except Exception as exc:  # noqa: BLE001 - e.g. an unreadable folder; the next scan retries
             message = exc.message if isinstance(exc, DendriteError) else f"could not be read: {exc}"
-            self.models.setdefault(name, ModelEntry(name)).set_error(message, logging.ERROR)
+            self.models.setdefault(name, ModelEntry(name, folder=self.root / name)).set_error(message, logging.ERROR)
 
     async def load(self, name: str, *, retry_unchanged: bool = True) -> ModelEntry:
         """(Re)load a model: read its config, load the versions its policy selects that are not
@@ -230,6 +230,7 @@ class ModelRepository:
             # The reason reaches clients (503 text, the index): our words or the library's message, never a class name.
             mv.state, mv.reason = State.UNAVAILABLE, exc.message if isinstance(exc, DendriteError) else str(exc)
             failures.inc()
+            await mv.close()  # sessions made before the failure (warm-up, a config mismatch) are freed now
             return mv  # logged by the entry, once per change
         finally:
             self.metrics.load_duration.labels(*mv.key).observe(time.perf_counter() - start)
