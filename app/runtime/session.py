@@ -36,6 +36,8 @@ def refused_input(label: str, exc: Exception, inputs: list[str]) -> InvalidInput
     datatype and shape already) are ones the graph cannot take: the client's mistake, said in our
     words rather than ORT's."""
     found = _INDEX_OUT_OF_RANGE.search(str(exc))
+    if not found:  # our words for the client; ONNX Runtime's own (a shape, a dtype, warm-up) for the log
+        log.warning("%s refused a run: %s", label, exc)
     detail = (f": index {found.group(1)} is outside 0..{found.group(2)}" if found
               else ": a value is outside what the model accepts")  # fmt: skip
     which = f"input {inputs[0]!r}" if len(inputs) == 1 else "the input"
@@ -114,7 +116,7 @@ class SessionPool:
         try:
             return self.sessions[instance].run(outputs or self.output_names, feeds, self._run_options)
         except InvalidArgument as exc:
-            raise refused_input(self.label, exc, list(feeds)) from None
+            raise refused_input(self.label, exc, list(feeds)) from exc
 
     async def run(
         self, instance: int, feeds: dict[str, np.ndarray], outputs: list[str] | None = None
