@@ -122,6 +122,8 @@ class Coalescer(Generic[Item, Result]):
             self._waiting_count -= 1
         if not waiting.future.done():
             waiting.future.cancel()
+        elif not waiting.future.cancelled():
+            waiting.future.exception()  # its group failed as it left: read, so asyncio does not log it as lost
 
     async def _drain(self, key: Hashable) -> None:
         try:

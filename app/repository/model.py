@@ -198,7 +198,15 @@ class ModelVersion:
 
     # ------------------------------------------------------------------ serving
     def task_infer(self, deadline: float | None) -> "BatchedInfer":
-        return BatchedInfer(self, deadline)
+        # The default deadline bounds the whole task request (a translation's coalescing and every
+        # decode step under one deadline), not each graph run on its own.
+        return BatchedInfer(self, self._with_default_deadline(deadline))
+
+    def _with_default_deadline(self, deadline: float | None) -> float | None:
+        default_us = self.config.dynamic_batching.default_timeout_microseconds
+        if deadline is None and default_us:
+            return time.monotonic() + default_us / 1e6
+        return deadline
 
     async def infer(
         self, inputs: dict[str, np.ndarray], *, graph: str | None = None, deadline: float | None = None,
@@ -211,9 +219,7 @@ class ModelVersion:
         g = self.graph(graph)
         assert g.batcher is not None
         rows = next(iter(inputs.values())).shape[0] if self.config.max_batch_size > 0 else 1
-        if deadline is None and self.config.dynamic_batching.default_timeout_microseconds:
-            deadline = time.monotonic() + self.config.dynamic_batching.default_timeout_microseconds / 1e6
-        return await g.batcher.submit(inputs, rows, deadline)
+        return await g.batcher.submit(inputs, rows, self._with_default_deadline(deadline))
 
     @property
     def busy(self) -> bool:
