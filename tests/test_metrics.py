@@ -108,6 +108,8 @@ def test_predict_requests_refused_before_the_data_plane_are_counted(tmp_path):
                       headers={"content-type": "application/json"}).status_code == 400  # fmt: skip
         assert c.post("/predict/sentiment", content=b"hi", headers={"content-type": "text/plain"}).status_code == 415
         assert c.post("/predict/image", json={}).status_code == 400
+        r = c.post("/predict/image", content=b"--x--", headers={"content-type": "multipart/form-data"})  # no boundary
+        assert r.status_code == 400 and "multipart" in r.json()["error"], r.text
         assert c.post("/predict/sentiment", json={"texts": ["fine"]},
                       headers={"X-Request-Timeout": "soon"}).status_code == 400  # fmt: skip
         assert c.post("/predict/no-such-task", json={}).status_code == 404
@@ -125,7 +127,7 @@ def test_predict_requests_refused_before_the_data_plane_are_counted(tmp_path):
         labels = {"model": "", "version": "", "protocol": protocol, "outcome": outcome}
         return value(after, "dendrite_requests_total", **labels) - value(before, "dendrite_requests_total", **labels)
 
-    assert delta("rest", "client_error") == 6
+    assert delta("rest", "client_error") == 7
     assert delta("rest", "not_found") == 2  # the unknown task, and the valid body with no model to serve it
     assert delta("grpc", "client_error") == 2
 

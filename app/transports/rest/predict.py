@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
 from app.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from app.runtime import workers
@@ -91,7 +92,10 @@ async def _image_request(request: Request) -> ImageRequest:
     they are: ``ImageFiles``)."""
     settings = plane(request).settings
     if media_type(request, ("application/json", "multipart/form-data")) == "multipart/form-data":
-        form = await request.form(max_files=settings.max_items_per_request, max_part_size=settings.max_image_bytes)
+        try:
+            form = await request.form(max_files=settings.max_items_per_request, max_part_size=settings.max_image_bytes)
+        except HTTPException as exc:  # Starlette's multipart refusals (no boundary, too many files): our error, counted
+            raise InvalidInput(f"multipart body refused: {exc.detail}") from None
         uploads = form.getlist("images")
         if not uploads:
             raise InvalidInput("multipart body needs one or more files in the field 'images'")
