@@ -140,10 +140,21 @@ class TrafficWindow:
 
 def model_status(index: Iterable[dict], tasks: dict[str, str], traffic: dict[SeriesKey, Traffic],
                  window_seconds: float) -> list[dict]:  # fmt: skip
-    """Repository index rows with each model's task and its traffic (zeros when it had none)."""
+    """Repository index rows with each model's task and its traffic (zeros when it had none).
+
+    Requests refused before a version was chosen (a body that does not decode) are counted with
+    version "": they go into the model's newest version's row, so its error ratios see them."""
+    index = list(index)
+    newest: dict[str, int] = {}
+    for row in index:
+        if (row.get("version") or "").isdigit():
+            newest[row["name"]] = max(newest.get(row["name"], 0), int(row["version"]))
     rows = []
     for row in index:
-        seen = traffic.get((row["name"], row.get("version") or ""))
+        version = row.get("version") or ""
+        seen = traffic.get((row["name"], version))
+        if version and newest.get(row["name"]) == int(version):
+            seen = _combined(seen, traffic.get((row["name"], "")))
         rows.append({
             **row,
             "task": tasks.get(row["name"]),
@@ -154,3 +165,20 @@ def model_status(index: Iterable[dict], tasks: dict[str, str], traffic: dict[Ser
             "window_seconds": seen.window_seconds if seen else window_seconds,
         })  # fmt: skip
     return rows
+
+
+def _combined(a: Traffic | None, b: Traffic | None) -> Traffic | None:
+    """Two series' traffic in one window as one: rates add, ratios weighted by requests."""
+    if a is None or b is None:
+        return a or b
+    weights = (a.requests_per_second, b.requests_per_second)
+    total = sum(weights)
+
+    def ratio(x: float | None, y: float | None) -> float | None:
+        parts = [(r, w) for r, w in zip((x, y), weights) if r is not None and w > 0]
+        return sum(r * w for r, w in parts) / sum(w for _, w in parts) if parts else None
+
+    return Traffic(window_seconds=a.window_seconds, requests_per_second=total,
+                   client_error_ratio=ratio(a.client_error_ratio, b.client_error_ratio),
+                   server_error_ratio=ratio(a.server_error_ratio, b.server_error_ratio),
+                   p99_seconds=a.p99_seconds if a.p99_seconds is not None else b.p99_seconds)  # fmt: skip

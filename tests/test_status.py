@@ -83,3 +83,23 @@ def test_model_status_rows_cover_models_without_traffic():
                        "server_error_ratio": None,
                        "p99_seconds": None, "window_seconds": 2.0}
     assert rows[2]["task"] is None and rows[2]["state"] == "UNAVAILABLE"
+
+
+def test_requests_refused_before_a_version_was_chosen_count_in_the_models_newest_row():
+    """A body that does not decode is counted with version="" (no version was chosen): the panel puts
+    it in the model's newest version's row, so its client-error ratio sees every refused request."""
+    index = [{"name": "m", "version": "1", "state": "READY", "reason": ""},
+             {"name": "m", "version": "2", "state": "READY", "reason": ""}]  # fmt: skip
+    metrics, clock = Metrics(), Clock()
+    window = TrafficWindow(metrics, clock=clock)
+    for _ in range(2):
+        metrics.requests.labels("m", "2", "rest", "success").inc()
+    metrics.requests.labels("m", "2", "rest", "client_error").inc()
+    for _ in range(7):
+        metrics.requests.labels("m", "", "rest", "client_error").inc()
+    clock.now += 2
+    seconds, traffic = window.traffic()
+    rows = model_status(index, {"m": "generic"}, traffic, seconds)
+    assert rows[0]["requests_per_second"] == 0.0 and rows[0]["client_error_ratio"] is None
+    assert rows[1]["requests_per_second"] == pytest.approx(5.0)  # 10 requests in 2 s
+    assert rows[1]["client_error_ratio"] == pytest.approx(0.8) and rows[1]["server_error_ratio"] == 0
