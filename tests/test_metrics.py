@@ -121,6 +121,11 @@ def test_predict_requests_refused_before_the_data_plane_are_counted(tmp_path):
                 with pytest.raises(grpc.RpcError) as err:
                     call(message, timeout=10)
                 assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            for method in ("/inference.GRPCInferenceService/ModelInfer", "/dendrite.v1.Predict/Sentiment"):
+                raw = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+                with pytest.raises(grpc.RpcError) as err:
+                    raw(b"\xff\xff not a message", timeout=10)  # does not parse
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         after = scrape(c)
 
     def delta(protocol, outcome):
@@ -129,7 +134,7 @@ def test_predict_requests_refused_before_the_data_plane_are_counted(tmp_path):
 
     assert delta("rest", "client_error") == 7
     assert delta("rest", "not_found") == 2  # the unknown task, and the valid body with no model to serve it
-    assert delta("grpc", "client_error") == 2
+    assert delta("grpc", "client_error") == 4
 
 
 def test_translation_refusals_and_withdrawals_count_as_rejected_like_every_batcher(tmp_path):

@@ -14,7 +14,7 @@ from app.dataplane import DataPlane
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
 from app.runtime import workers
-from app.transports.grpc.rpc import deadline_of, rpc_handler, status_of
+from app.transports.grpc.rpc import deadline_of, received_size, rpc_handler, status_of
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 
@@ -120,7 +120,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Decode, infer, encode one request: ModelInfer's whole body and each request of a stream."""
         max_elements = self.dataplane.settings.max_tensor_elements
         with self.dataplane.refusals(request.model_name, "grpc"):
-            infer_request = await workers.offload_if_large(request.ByteSize(), oip_grpc.decode_request, request,
+            infer_request = await workers.offload_if_large(received_size(request), oip_grpc.decode_request, request,
                                                            max_elements=max_elements)  # fmt: skip
         response = await self.dataplane.infer(request.model_name, request.model_version or None, infer_request,
                                               protocol="grpc", deadline=deadline)  # fmt: skip

@@ -24,7 +24,7 @@ from app.tasks.translation.pipeline import TranslationPipeline
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc as pb_grpc
 from app.runtime import workers
-from app.transports.grpc.rpc import deadline_of, rpc_handler
+from app.transports.grpc.rpc import deadline_of, received_size, rpc_handler
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Predict"].full_name
 
@@ -56,7 +56,7 @@ class PredictServicer(pb_grpc.PredictServicer):
                       request_type: type[TaskRequest] | None = None, raw_fields: tuple[str, ...] = ()) -> Reply:
         deadline = deadline_of(context)
         with self.dataplane.refusals(None, "grpc"):  # model "": as REST, where it is in the unvalidated body
-            task_request = await workers.offload_if_large(request.ByteSize(), to_task_request, request,
+            task_request = await workers.offload_if_large(received_size(request), to_task_request, request,
                                                           request_type or pipeline.request_type, raw_fields)
         result = await self.dataplane.predict(pipeline.task, task_request, protocol="grpc", deadline=deadline)
         return to_reply(result, pipeline.response_type, reply)

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 import time
+from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
@@ -16,6 +17,17 @@ from app.errors import UNEXPECTED, DendriteError
 log = logging.getLogger(__name__)
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+# The size of the unary request being handled, as received (set by the server's DecodeGuard): a
+# handler decides on it whether to work off the event loop without ``ByteSize()``, which with
+# protobuf's upb backend serializes the whole message again on the loop.
+RECEIVED_BYTES: ContextVar[int | None] = ContextVar("received_bytes", default=None)
+
+
+def received_size(message: Any) -> int:
+    """The request's size on the wire: as received for unary calls, else computed (stream messages)."""
+    size = RECEIVED_BYTES.get()
+    return message.ByteSize() if size is None else size
 
 def status_of(exc: Exception, where: str) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     """An exception as (status code, message, trailing metadata), logged where it is the server's

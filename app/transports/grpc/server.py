@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -14,8 +15,10 @@ from grpc_reflection.v1alpha import reflection
 from app import auth
 from app.config import Settings
 from app.dataplane import DataPlane
+from app.errors import InvalidInput
 from app.runtime import workers
 from app.transports.grpc import oip, predict
+from app.transports.grpc.rpc import RECEIVED_BYTES
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as oip_grpc
 
@@ -64,7 +67,11 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
     unchanged: their handler reads each message itself and ends the call with
     INVALID_ARGUMENT on one that does not parse (``oip.InferenceServicer.ModelStreamInfer``)."""
 
-    def __init__(self):
+    # Inference methods: a request to them that does not parse is counted like a REST body that does not decode.
+    INFERENCE = ("/inference.GRPCInferenceService/ModelInfer", "/dendrite.v1.Predict/")
+
+    def __init__(self, dataplane: DataPlane):
+        self.dataplane = dataplane
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
@@ -77,12 +84,18 @@ class DecodeGuard(grpc.aio.ServerInterceptor):
         parse, behavior = handler.request_deserializer, handler.unary_unary
         method = details.method
 
+        counted = method.startswith(self.INFERENCE)
+
         async def guarded(raw: bytes, context: grpc.aio.ServicerContext):
+            start = time.perf_counter()
             try:  # a big message (an image batch, a raw tensor) is parsed off the loop
                 request = await workers.offload_if_large(len(raw), parse, raw)
             except Exception as exc:  # noqa: BLE001 - DecodeError and friends
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                    f"the request is not a valid message for {method}: {exc}")  # fmt: skip
+                refusal = InvalidInput(f"the request is not a valid message for {method}: {exc}")
+                if counted:
+                    self.dataplane.refused(None, "grpc", refusal, time.perf_counter() - start)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal.message)
+            RECEIVED_BYTES.set(len(raw))  # this call's own context: the handler reads it
             return await behavior(request, context)
 
         wrapped = grpc.unary_unary_rpc_method_handler(guarded, response_serializer=handler.response_serializer)
@@ -96,7 +109,7 @@ class GrpcServer:
         self.settings = settings
         limit = settings.grpc_max_message_bytes
         # gRPC's default receive limit is 4 MB, too small for image batches and raw tensors.
-        interceptors = ([KeyInterceptor(settings)] if settings.api_keys else []) + [DecodeGuard()]
+        interceptors = ([KeyInterceptor(settings)] if settings.api_keys else []) + [DecodeGuard(dataplane)]
         self.server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
