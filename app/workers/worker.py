@@ -87,8 +87,14 @@ class Link:
         mine = self._mine[req] = loop.create_future()
         everyone = self._everyone[req] = loop.create_future()
         self.send(("control", req, op, name))
-        await everyone
-        return mine.result()
+        try:
+            await everyone
+            return mine.result()
+        finally:  # also when the caller left: nothing stays behind for a request no one waits on
+            self._everyone.pop(req, None)
+            self._mine.pop(req, None)
+            if mine.done() and not mine.cancelled():
+                mine.exception()  # read, so asyncio does not log an outcome no one retrieved
 
     async def _apply_in_order(self) -> None:
         while True:
