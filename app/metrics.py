@@ -144,13 +144,14 @@ class Metrics:
     def expose(self) -> bytes:
         return generate_latest(self.exposed)
 
-    def merged(self, metric) -> list:
-        """``metric``'s families as ``/metrics`` shows them: with workers, summed over every worker
-        (``metric.collect()`` alone would read this worker's file only)."""
+    def merged(self, *metrics) -> list:
+        """The families of ``metrics`` as ``/metrics`` shows them: with workers, summed over every worker
+        (``metric.collect()`` alone would read this worker's file only). One pass over the workers'
+        files for all of them: each pass reads every file."""
         if not self.multiprocess_dir:
-            return list(metric.collect())
-        name = metric.describe()[0].name
-        return [family for family in self.exposed.collect() if family.name == name]
+            return [family for metric in metrics for family in metric.collect()]
+        names = {metric.describe()[0].name for metric in metrics}
+        return [family for family in self.exposed.collect() if family.name in names]
 
     def forget_version(self, model: str, version: str) -> None:
         """Drop per-version gauges of an unloaded version so dashboards do not show ghosts. (With

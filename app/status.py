@@ -62,9 +62,9 @@ def snapshot(metrics: Metrics) -> Snapshot:
     def series(labels: dict[str, str]) -> SeriesCounts:
         return counts.setdefault((labels["model"], labels["version"]), SeriesCounts())
 
-    for family in metrics.merged(metrics.requests):
+    for family in metrics.merged(metrics.requests, metrics.request_duration):
         for sample in family.samples:
-            if sample.name.endswith("_total"):
+            if sample.name.startswith("dendrite_requests") and sample.name.endswith("_total"):
                 entry = series(sample.labels)
                 entry.requests += sample.value
                 outcome = sample.labels.get("outcome")
@@ -72,9 +72,7 @@ def snapshot(metrics: Metrics) -> Snapshot:
                     entry.client_errors += sample.value
                 elif outcome not in NOT_FAILURES:
                     entry.server_errors += sample.value
-    for family in metrics.merged(metrics.request_duration):
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
+            elif sample.name.endswith("_bucket"):
                 entry = series(sample.labels)
                 le = float(sample.labels["le"])
                 entry.buckets[le] = entry.buckets.get(le, 0.0) + sample.value
