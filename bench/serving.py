@@ -83,8 +83,10 @@ def ceiling(path: Path, shape: tuple[int, ...], instances: int, threads: int, ba
 
 
 # ---------------------------------------------------------------------- served
-def write_repo(root: Path, name: str, onnx_path: Path, max_batch: int, instances: int, threads: int, delay_us: int):
-    for mode, (enabled, policy) in MODES.items():
+def write_repo(root: Path, name: str, onnx_path: Path, max_batch: int, instances: int, threads: int, delay_us: int,
+               modes: tuple[str, ...] = tuple(MODES)):
+    for mode in modes:
+        enabled, policy = MODES[mode]
         folder = root / f"{name}-{mode}"
         (folder / "1").mkdir(parents=True)
         shutil.copy(onnx_path, folder / "1" / "model.onnx")

@@ -61,8 +61,10 @@ async def clients(url: str, bodies: list[dict], n: int, stop: float, latencies: 
                             latencies.append(time.perf_counter() - started)
                         else:
                             errors.append(f"{r.status}: {text[:120]!r}")
+                            await asyncio.sleep(0.01)  # a shed request: back off rather than spin on the server
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                     errors.append(repr(exc))
+                    await asyncio.sleep(0.01)
 
         await asyncio.gather(*(client(i) for i in range(n)))
     return done

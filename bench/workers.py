@@ -40,11 +40,11 @@ def json_body(shape: tuple[int, ...], path: Path) -> None:
 def bench_workers(label: str, onnx_path: Path, shape: tuple[int, ...], args, tmp: Path) -> list[dict]:
     print(f"\n== {label}: workers 1 vs 2, {CLIENTS} clients, REST binary and JSON", flush=True)
     repo = tmp / f"repo-workers-{label}"
-    write_repo(repo, label, onnx_path, args.max_batch, args.instances, args.threads, args.delay_us)
+    write_repo(repo, label, onnx_path, args.max_batch, args.instances, args.threads, args.delay_us, modes=("adaptive",))
     binary, as_json = tmp / f"{label}-w.bin", tmp / f"{label}-w.json"
     json_body(shape, as_json)
     bodies = {"binary": (binary, binary_body(shape, binary)), "json": (as_json, None)}  # (file, binary header length)
-    model = f"{label}-adaptive"  # the default delay policy (write_repo also writes -fixed and -off)
+    model = f"{label}-adaptive"  # the default delay policy, the only copy written
     rows = []
     for rnd in range(args.rounds):
         for workers in (1, 2):
