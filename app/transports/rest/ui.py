@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from app.metrics import Metrics
-from app.status import TrafficWindow, model_status
+from app.traffic import TrafficWindow, model_status
 from app.transports.rest.oip import plane
 from app.transports.rest.schemas import RepositoryModel
 

@@ -1,4 +1,4 @@
-"""The status panel's numbers (``app.status``): Prometheus' histogram_quantile and a sliding
+"""The status panel's numbers (``app.traffic``): Prometheus' histogram_quantile and a sliding
 window of request rates over the in-process metrics."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 
 from app.metrics import Metrics
-from app.status import TrafficWindow, model_status, quantile
+from app.traffic import TrafficWindow, model_status, quantile
 
 
 class Clock:
