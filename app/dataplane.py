@@ -16,11 +16,12 @@ from typing import Any, Awaitable, Callable, Iterator
 import numpy as np
 
 from app import __version__
-from app.codecs.datatypes import oip_datatype
+from app.protocol.datatypes import oip_datatype
 from app.config import Settings
 from app.errors import DendriteError, Forbidden, InvalidInput, ModelNotReady, NotFound, outcome_of
 from app.metrics import Metrics
-from app.repository.config import TensorSpec
+from app.protocol.model_config import TensorSpec
+from app.protocol.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from app.repository.model import ModelVersion, State
 from app.repository.repository import ModelRepository
 from app.tasks.base import TaskRequest
@@ -28,47 +29,6 @@ from app.tasks.base import TaskRequest
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "health", "metrics"]
-
-
-@dataclass
-class InputTensor:
-    name: str
-    datatype: str
-    shape: list[int]
-    data: np.ndarray
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RequestedOutput:
-    name: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class InferRequest:
-    inputs: list[InputTensor]
-    outputs: list[RequestedOutput] | None = None
-    id: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class OutputTensor:
-    name: str
-    datatype: str
-    shape: list[int]
-    data: np.ndarray
-    parameters: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class InferResponse:
-    model_name: str
-    model_version: str
-    outputs: list[OutputTensor]
-    id: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -220,7 +180,7 @@ class DataPlane:
             outputs = []
             for name, requested in wanted.items():  # in the order the client asked for them
                 arr = result.outputs[name]
-                outputs.append(OutputTensor(name, oip_datatype(arr), list(arr.shape), arr, dict(requested.parameters)))
+                outputs.append(Tensor(name, oip_datatype(arr), list(arr.shape), arr, dict(requested.parameters)))
             return InferResponse(mv.name, str(mv.version), outputs, request.id)
 
     # ------------------------------------------------------------------ task endpoints
@@ -288,7 +248,7 @@ def _spec_json(spec: TensorSpec, lead: list[int]) -> dict[str, Any]:
     return meta
 
 
-def validate_inputs(mv: ModelVersion, specs: list[TensorSpec], inputs: list[InputTensor]) -> dict[str, np.ndarray]:
+def validate_inputs(mv: ModelVersion, specs: list[TensorSpec], inputs: list[Tensor]) -> dict[str, np.ndarray]:
     """Check names, datatypes and shapes against the model; errors say what was expected."""
     by_spec = {s.name: s for s in specs}
     feeds: dict[str, np.ndarray] = {}

@@ -18,11 +18,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from app.batching.batcher import BatchResult, DynamicBatcher
-from app.codecs.datatypes import OIP_TO_NUMPY
+from app.protocol.datatypes import OIP_TO_NUMPY
 from app.config import Settings
 from app.errors import InvalidInput, ModelNotReady
 from app.metrics import Metrics
-from app.repository.config import ModelConfig, TensorSpec
+from app.protocol.model_config import ModelConfig, TensorSpec
 from app.runtime import workers
 from app.runtime.session import RuntimeOptions, SessionPool, graph_specs
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from app.config import Settings
 from app.errors import DendriteError, InvalidInput, ModelNotReady, ModelTraining, NotFound
 from app.metrics import Metrics
-from app.repository.config import ConfigError, ModelConfig, load_config
+from app.protocol.model_config import ConfigError, ModelConfig, load_config
 from app.repository.model import ModelVersion, State
 from app.repository.training import TrainingStatus, read_status
 from app.runtime import workers

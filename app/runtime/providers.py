@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.repository.config import InstanceGroup
+from app.protocol.model_config import InstanceGroup
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

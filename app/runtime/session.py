@@ -18,9 +18,9 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
-from app.codecs.datatypes import ORT_TO_OIP
+from app.protocol.datatypes import ORT_TO_OIP
 from app.errors import InvalidInput
-from app.repository.config import InstanceGroup, TensorSpec
+from app.protocol.model_config import InstanceGroup, TensorSpec
 from app.runtime.providers import check_running, request_for
 
 log = logging.getLogger(__name__)

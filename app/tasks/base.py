@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.batching.batcher import BatchObserver
 from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge
-from app.repository.config import ModelConfig
+from app.protocol.model_config import ModelConfig
 
 
 class Infer(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.config import Settings
-from app.repository.config import ModelConfig
+from app.protocol.model_config import ModelConfig
 from app.tasks.base import Pipeline
 from app.tasks.image.pipeline import ImagePipeline
 from app.tasks.recommendation.pipeline import RecommendationPipeline

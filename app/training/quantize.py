@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.training.card import CARD_FILE, RunClock, machine, write_card
 from app.training.export import graph_facts, ort_session
 from app.training.progress import setup_logging

@@ -71,7 +71,7 @@ class Recipe(ABC):
     """One model: data -> torch training -> ONNX version. Subclasses set the class attributes."""
 
     name: ClassVar[str]  # model name in the repository
-    task: ClassVar[str]  # a task of app.repository.config.TASKS
+    task: ClassVar[str]  # a task of app.protocol.model_config.TASKS
     expected_minutes: ClassVar[float]  # full-profile wall time on 2 cores; ``all`` trains fastest first
     source: ClassVar[DataSource]
     threads: ClassVar[int] = TRAINING_THREADS  # torch intra-op threads while training (fixed: part of determinism)
@@ -113,7 +113,7 @@ class Recipe(ABC):
 
     @abstractmethod
     def model_config(self) -> dict[str, Any]:
-        """The ``config.yaml`` content (validated against app.repository.config)."""
+        """The ``config.yaml`` content (validated against app.protocol.model_config)."""
 
     @abstractmethod
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:

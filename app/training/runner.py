@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.repository.training import clear_status, write_status
 from app.training.card import RunClock, build_card, write_card
 from app.training.progress import set_reporter

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 
 CONFIG_FILE = "config.yaml"
 

@@ -11,7 +11,7 @@ import pytest
 
 from app.batching.batcher import DynamicBatcher, PeerEstimate, partial_batch_complete
 from app.errors import DeadlineExceeded, InvalidInput, Overloaded
-from app.repository.config import InstanceGroup
+from app.protocol.model_config import InstanceGroup
 from app.runtime.session import RuntimeOptions, SessionPool
 from tests.support import affine_model, identity_model, lookup_model, matmul_chain_model, save
 

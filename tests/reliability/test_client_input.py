@@ -11,7 +11,7 @@ import orjson
 import httpx
 import pytest
 
-from app.repository.config import ConfigError, load_config
+from app.protocol.model_config import ConfigError, load_config
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
 from tests.support import live_server, lookup_model, write_model
@@ -105,7 +105,7 @@ def test_range_of_float_inputs_and_large_bounds():
     import numpy as np
 
     from app.errors import InvalidInput
-    from app.repository.config import TensorSpec
+    from app.protocol.model_config import TensorSpec
 
     spec = TensorSpec(name="x", datatype="FP32", shape=[1], min=-1.5, max=2**40)
     assert spec.range_text() == "-1.5..1099511627776"

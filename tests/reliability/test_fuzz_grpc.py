@@ -22,8 +22,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.codecs.datatypes import OIP_TO_NUMPY
-from app.repository.config import DATATYPES
+from app.protocol.datatypes import OIP_TO_NUMPY
+from app.protocol.datatypes import DATATYPES
 from app.tasks.image.pipeline import EXAMPLE_IMAGE
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2, predict_pb2_grpc
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb

@@ -8,7 +8,7 @@ import pytest
 from app.config import Settings
 from app.errors import InvalidInput, ModelNotReady, NotFound
 from app.metrics import Metrics
-from app.repository.config import ConfigError, load_config
+from app.protocol.model_config import ConfigError, load_config
 from app.repository.repository import ModelRepository
 from tests.support import affine_model, matmul_chain_model, write_model
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.repository.config import InstanceGroup
+from app.protocol.model_config import InstanceGroup
 from app.runtime.providers import CPU, CUDA, ProviderUnavailable, check_running, request_for
 
 

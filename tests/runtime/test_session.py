@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.errors import InvalidInput
-from app.repository.config import InstanceGroup
+from app.protocol.model_config import InstanceGroup
 from app.runtime.session import RuntimeOptions, SessionPool
 from tests.support import lookup_model, save
 

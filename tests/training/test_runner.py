@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.repository.training import read_status
 from app.training import __main__ as cli
 from app.training import progress as progress_module

@@ -1,5 +1,5 @@
 """Open Inference Protocol gRPC service (``inference.GRPCInferenceService``): thin
-translations onto the data plane; the wire format lives in ``app.codecs.oip_grpc``."""
+translations onto the data plane; the wire format lives in ``app.transports.grpc.codec``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import NamedTuple
 import grpc
 from google.protobuf.message import DecodeError
 
-from app.codecs import oip_grpc
+from app.transports.grpc import codec
 from app.dataplane import DataPlane
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
@@ -48,7 +48,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @rpc_handler
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context) -> pb.ModelMetadataResponse:
-        return oip_grpc.encode_model_metadata(self.dataplane.model_metadata(request.name, request.version or None))
+        return codec.encode_model_metadata(self.dataplane.model_metadata(request.name, request.version or None))
 
     @rpc_handler
     async def ModelInfer(self, request: pb.ModelInferRequest, context) -> pb.ModelInferResponse:
@@ -120,10 +120,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Decode, infer, encode one request: ModelInfer's whole body and each request of a stream."""
         max_elements = self.dataplane.settings.max_tensor_elements
         with self.dataplane.refusals(request.model_name, "grpc"):
-            infer_request = await workers.offload_if_large(received_size(request), oip_grpc.decode_request, request,
+            infer_request = await workers.offload_if_large(received_size(request), codec.decode_request, request,
                                                            max_elements=max_elements)  # fmt: skip
         response = await self.dataplane.infer(request.model_name, request.model_version or None, infer_request,
                                               protocol="grpc", deadline=deadline)  # fmt: skip
         size = sum(out.data.nbytes for out in response.outputs)
-        return await workers.offload_if_large(size, oip_grpc.encode_response, response,
-                                                 raw=oip_grpc.uses_raw_inputs(request))  # fmt: skip
+        return await workers.offload_if_large(size, codec.encode_response, response,
+                                                 raw=codec.uses_raw_inputs(request))  # fmt: skip

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fastapi import FastAPI, Request, Response
 
 from app import __version__
-from app.metrics import CONTENT_TYPE
+from app.config import Settings
+from app.dataplane import DataPlane
+from app.metrics import CONTENT_TYPE, Metrics
 from app.transports.rest import errors, guard, oip, openapi, predict, ui
 
-if TYPE_CHECKING:
-    from app.server import Service
+
+class Service(Protocol):
+    """What the application needs of the service that owns it (``app.server.Service``, a layer
+    above): its parts, and the start and stop that the application's lifespan runs."""
+
+    settings: Settings
+    dataplane: DataPlane
+    metrics: Metrics
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
-def create_app(service: "Service") -> FastAPI:
+def create_app(service: Service) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         await service.start()

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.codecs import oip_rest
+from app.transports.rest import codec
 from app.dataplane import DataPlane
 from app.errors import DendriteError, InvalidInput, PayloadTooLarge
 from app.runtime import workers
@@ -119,12 +119,12 @@ async def handle_infer(request: Request, model: str, version: str | None) -> Res
     with dp.refusals(model, "rest"):
         deadline = request_deadline(request)
         body = await read_body(request, settings.max_request_bytes)
-        header_length = request.headers.get(oip_rest.HEADER_LENGTH)
+        header_length = request.headers.get(codec.HEADER_LENGTH)
         # big JSON tensors are parsed off the loop
-        req = await workers.offload_if_large(len(body), oip_rest.decode_request, body, header_length,
+        req = await workers.offload_if_large(len(body), codec.decode_request, body, header_length,
                                              max_elements=settings.max_tensor_elements)
     resp = await dp.infer(model, version, req, protocol="rest", deadline=deadline)
-    payload, json_length = oip_rest.encode_response(resp, req)
+    payload, json_length = codec.encode_response(resp, req)
     if json_length is None:
         return Response(payload, media_type="application/json")
     return Response(payload, media_type="application/octet-stream",

@@ -1,6 +1,6 @@
 """Typed shapes of the Open Inference Protocol REST bodies, for the OpenAPI schema.
 
-The infer route decodes bodies with ``app.codecs.oip_rest`` (faster on large tensors and
+The infer route decodes bodies with ``app.transports.rest.codec`` (faster on large tensors and
 able to read the binary extension); these models document the same wire format.
 """
 
@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Datatype = Literal["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                   "FP16", "FP32", "FP64", "BYTES"]  # fmt: skip
+from app.protocol.datatypes import DATATYPES
+
+Datatype = Literal[DATATYPES]  # type: ignore[valid-type]
 
 
 class ErrorBody(BaseModel):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.training.export import ort_session
 from app.training.recipes.image import FashionCNNRecipe, augment
 from app.training.reproducibility import torch_generator

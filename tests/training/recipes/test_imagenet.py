@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.tasks.image.postprocess import load_labels, top_k
 from app.tasks.image.preprocess import ImagePreprocessing, preprocess
 from app.training.export import ort_session

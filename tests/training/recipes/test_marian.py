@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.tasks.translation import TranslationCodec
 from app.training.recipes.marian import import_marian
 from app.training.recipes.translation import onnx_runner

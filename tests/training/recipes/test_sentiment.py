@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.tasks.sentiment import SentimentCodec
 from app.training.export import ort_session
 from app.training.recipes.sentiment import PROFILES, load_data

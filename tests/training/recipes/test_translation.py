@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from app.repository.config import load_config
+from app.protocol.model_config import load_config
 from app.tasks.translation import TranslationCodec
 from app.training.recipes.translation import (PROFILES, TranslationData, build_model, build_tokenizer, dictionary_baseline,
                                               load_data, onnx_runner, train)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.codecs import oip_grpc
-from app.dataplane import InferResponse, OutputTensor
+from app.transports.grpc import codec
+from app.protocol.types import InferResponse, Tensor
 from app.errors import InvalidInput
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 
@@ -53,14 +53,14 @@ def test_field_numbers_are_the_canonical_ones():
 def test_parameters_roundtrip_every_kind():
     values = {"flag": True, "count": -5, "timeout": 2**63 - 1, "huge": 2**64 - 1, "ratio": 0.25, "graph": "decoder"}
     msg = pb.ModelInferRequest()
-    oip_grpc.fill_parameters(msg.parameters, values)
+    codec.fill_parameters(msg.parameters, values)
     assert msg.parameters["flag"].WhichOneof("parameter_choice") == "bool_param"  # not int64: bool is an int
     assert msg.parameters["huge"].WhichOneof("parameter_choice") == "uint64_param"
-    assert oip_grpc.parameters_to_dict(msg.parameters) == values
+    assert codec.parameters_to_dict(msg.parameters) == values
     msg.parameters["unset"].Clear()  # a key whose oneof carries nothing
-    assert "unset" not in oip_grpc.parameters_to_dict(msg.parameters)
+    assert "unset" not in codec.parameters_to_dict(msg.parameters)
     with pytest.raises(TypeError, match="no InferParameter representation"):
-        oip_grpc.fill_parameters(msg.parameters, {"x": [1, 2]})
+        codec.fill_parameters(msg.parameters, {"x": [1, 2]})
 
 
 def _typed(datatype: str, field: str, values, shape=(1, 2)) -> pb.ModelInferRequest:
@@ -85,15 +85,15 @@ def _typed(datatype: str, field: str, values, shape=(1, 2)) -> pb.ModelInferRequ
 )  # fmt: skip
 def test_decode_rejects_bad_tensors_naming_the_problem(request_, message):
     with pytest.raises(InvalidInput) as info:
-        oip_grpc.decode_request(request_, max_elements=1000)
+        codec.decode_request(request_, max_elements=1000)
     assert message in info.value.message
 
 
 def test_decode_typed_and_raw_give_the_same_tensor():
-    typed = oip_grpc.decode_request(_typed("INT16", "int_contents", [-3, 7]), max_elements=10)
+    typed = codec.decode_request(_typed("INT16", "int_contents", [-3, 7]), max_elements=10)
     raw = pb.ModelInferRequest(inputs=[pb.ModelInferRequest.InferInputTensor(name="x", datatype="INT16", shape=[1, 2])],
                                raw_input_contents=[np.array([-3, 7], "<i2").tobytes()])  # fmt: skip
-    raw = oip_grpc.decode_request(raw, max_elements=10)
+    raw = codec.decode_request(raw, max_elements=10)
     for decoded in (typed, raw):
         (tensor,) = decoded.inputs
         assert tensor.data.dtype == np.int16 and tensor.data.tolist() == [[-3, 7]]
@@ -101,10 +101,10 @@ def test_decode_typed_and_raw_give_the_same_tensor():
 
 
 def test_an_fp16_output_makes_the_whole_response_raw():
-    outputs = [OutputTensor("h", "FP16", [2], np.array([1.5, -2], np.float16)),
-               OutputTensor("f", "FP32", [1], np.array([3], np.float32), {"note": "kept"})]  # fmt: skip
-    msg = oip_grpc.encode_response(InferResponse("m", "1", outputs, "id-1"), raw=False)
+    outputs = [Tensor("h", "FP16", [2], np.array([1.5, -2], np.float16)),
+               Tensor("f", "FP32", [1], np.array([3], np.float32), {"note": "kept"})]  # fmt: skip
+    msg = codec.encode_response(InferResponse("m", "1", outputs, "id-1"), raw=False)
     expected = [np.array([1.5, -2], "<f2").tobytes(), np.array([3], "<f4").tobytes()]
     assert list(msg.raw_output_contents) == expected
     assert not any(t.HasField("contents") for t in msg.outputs)  # never both: the protocol forbids mixing
-    assert oip_grpc.parameters_to_dict(msg.outputs[1].parameters) == {"note": "kept"} and msg.id == "id-1"
+    assert codec.parameters_to_dict(msg.outputs[1].parameters) == {"note": "kept"} and msg.id == "id-1"

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from app.codecs import oip_rest, tensors
-from app.codecs.datatypes import OIP_TO_NUMPY
+from app.protocol import tensors
+from app.transports.rest import codec as rest_codec
+from app.protocol.datatypes import OIP_TO_NUMPY
 from app.errors import DendriteError
 
 NUMERIC = [d for d in OIP_TO_NUMPY if d != "BYTES"]
@@ -116,7 +117,7 @@ def test_decode_request_fails_only_with_dendrite_errors(doc, tail, header):
     head = json.dumps(doc).encode()
     body = head + tail if header is not None else head
     try:
-        oip_rest.decode_request(body, header, max_elements=1000)
+        rest_codec.decode_request(body, header, max_elements=1000)
     except DendriteError:
         pass
 
@@ -125,6 +126,6 @@ def test_decode_request_fails_only_with_dendrite_errors(doc, tail, header):
 @given(body=st.binary(max_size=200), header=st.one_of(st.none(), st.integers(-5, 250).map(str)))
 def test_decode_request_on_random_bytes(body, header):
     try:
-        oip_rest.decode_request(body, header, max_elements=1000)
+        rest_codec.decode_request(body, header, max_elements=1000)
     except DendriteError:
         pass

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from app.codecs.datatypes import OIP_TO_NUMPY, oip_datatype
+from app.protocol.datatypes import OIP_TO_NUMPY, oip_datatype
 from app.errors import InvalidInput, PayloadTooLarge
 
 

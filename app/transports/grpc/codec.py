@@ -2,7 +2,7 @@
 
 Input data comes either typed (``contents.<type>_contents``) or raw (``raw_input_contents``,
 one entry per input, in input order); never both in one request. FP16 has no typed field, so
-it only travels raw. Tensor bytes are decoded by ``app.codecs.tensors``, the same code REST uses.
+it only travels raw. Tensor bytes are decoded by ``app.protocol.tensors``, the same code REST uses.
 
 Responses mirror the request: raw outputs for a raw request (what Triton always returns and
 what tritonclient reads), typed outputs for a typed request unless an output has no typed
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from app.codecs import tensors
-from app.codecs.datatypes import OIP_TO_NUMPY
-from app.dataplane import InferRequest, InferResponse, InputTensor, RequestedOutput
+from app.protocol import tensors
+from app.protocol.datatypes import OIP_TO_NUMPY
+from app.protocol.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from app.errors import InvalidInput
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 
@@ -101,7 +101,7 @@ def decode_request(msg: pb.ModelInferRequest, *, max_elements: int) -> InferRequ
                 f"input(s) {', '.join(map(repr, typed))} carry contents while the request uses raw_input_contents; "
                 "use one or the other"
             )
-    inputs: list[InputTensor] = []
+    inputs: list[Tensor] = []
     for i, tensor in enumerate(msg.inputs):
         if not tensor.name:
             raise InvalidInput(f"inputs[{i}] needs a name")
@@ -110,7 +110,7 @@ def decode_request(msg: pb.ModelInferRequest, *, max_elements: int) -> InferRequ
             data = tensors.from_raw(tensor.name, tensor.datatype, shape, raw[i], max_elements)
         else:
             data = _typed_input(tensor, shape, max_elements)
-        inputs.append(InputTensor(tensor.name, tensor.datatype, shape, data, parameters_to_dict(tensor.parameters)))
+        inputs.append(Tensor(tensor.name, tensor.datatype, shape, data, parameters_to_dict(tensor.parameters)))
     outputs = [RequestedOutput(o.name, parameters_to_dict(o.parameters)) for o in msg.outputs] or None
     return InferRequest(inputs, outputs, msg.id or None, parameters_to_dict(msg.parameters))
 

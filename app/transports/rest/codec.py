@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from app.codecs import tensors
-from app.dataplane import InferRequest, InferResponse, InputTensor, RequestedOutput
+from app.protocol import tensors
+from app.protocol.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from app.errors import InvalidInput
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -49,7 +49,7 @@ def decode_request(body: bytes, header_length: str | None, *, max_elements: int)
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("request needs a non-empty 'inputs' list")
-    inputs: list[InputTensor] = []
+    inputs: list[Tensor] = []
     offset = 0
     for i, item in enumerate(raw_inputs):
         item = _obj(item, f"inputs[{i}]")
@@ -71,7 +71,7 @@ def decode_request(body: bytes, header_length: str | None, *, max_elements: int)
             if "data" not in item:
                 raise InvalidInput(f"input {name!r} needs 'data' (or parameters.binary_data_size)")
             data = tensors.from_json(name, datatype, shape, item["data"], max_elements)
-        inputs.append(InputTensor(name, datatype, list(shape), data, params))
+        inputs.append(Tensor(name, datatype, list(shape), data, params))
     if offset != len(binary):
         raise InvalidInput(f"{len(binary) - offset} unread bytes after the binary tensors (check binary_data_size)")
     outputs = None

@@ -20,6 +20,9 @@ OIP_TO_NUMPY: dict[str, np.dtype] = {
     "BYTES": np.dtype(object),
 }
 
+# The protocol's datatype names, in the order the specification lists them.
+DATATYPES: tuple[str, ...] = tuple(OIP_TO_NUMPY)
+
 NUMPY_TO_OIP: dict[np.dtype, str] = {v: k for k, v in OIP_TO_NUMPY.items()}
 
 ORT_TO_OIP: dict[str, str] = {

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from app.codecs import tensors
-from app.codecs.datatypes import OIP_TO_NUMPY
+from app.protocol import tensors
+from app.protocol.datatypes import OIP_TO_NUMPY
 from app.errors import InvalidInput, PayloadTooLarge
 
 NUMERIC = [dt for dt in OIP_TO_NUMPY if dt not in ("BYTES", "BOOL")]
