@@ -11,8 +11,8 @@ from app.config import Settings
 from app.errors import InvalidInput, PayloadTooLarge
 from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
-from app.tasks.image.postprocess import load_labels, top_k
-from app.tasks.image.preprocess import ImagePreprocessing, preprocess
+from app.tasks.image.processing import load_labels, top_k
+from app.tasks.image.processing import ImagePreprocessing, preprocess
 
 
 # An 8x8 PNG: the documented example request, small enough to read.

@@ -9,7 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.config import Settings
 from app.tasks.base import BODY_ROOM_BYTES, Infer, Pipeline, TaskRequest, TaskResponse
-from app.tasks.recommendation import Catalogue, recommend
+from app.tasks.recommendation.processing import Catalogue, recommend
 
 MAX_K = 100
 

@@ -1,5 +1,1 @@
-"""Sentiment task: text -> (input_ids, attention_mask) padded to length buckets -> logits -> label."""
-
-from app.tasks.sentiment.processing import EncodedBatch, SentimentCodec, SentimentPrediction
-
-__all__ = ["EncodedBatch", "SentimentCodec", "SentimentPrediction"]
+"""Sentiment: text -> (input_ids, attention_mask) padded to length buckets -> logits -> label."""

@@ -7,9 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.config import Settings
 from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
-from app.tasks.sentiment.processing import DEFAULT_BUCKETS, SentimentCodec
-
-MAX_TEXT_CHARS = 10_000
+from app.tasks.sentiment.processing import DEFAULT_BUCKETS, SentimentTokenizer
 
 
 class SentimentRequest(TaskRequest):
@@ -53,10 +51,10 @@ class SentimentPipeline(Pipeline[SentimentRequest, SentimentResponse]):
         if not isinstance(labels, list) or not labels:
             raise ValueError("parameters.labels must list the class names in output order")
         buckets = self.parameters.get("buckets", DEFAULT_BUCKETS)
-        self.codec = SentimentCodec.from_files(self.file("tokenizer", "tokenizer.json"), labels, buckets)
+        self.tokenizer = SentimentTokenizer.from_files(self.file("tokenizer", "tokenizer.json"), labels, buckets)
 
     async def predict(self, request: SentimentRequest, infer: Infer) -> dict:
-        batch = await workers.preprocess(self.codec.encode, request.texts)
+        batch = await workers.preprocess(self.tokenizer.encode, request.texts)
         outputs = await infer(batch.feeds())
         logits = self.output(outputs)
-        return {"predictions": [p.__dict__ for p in self.codec.decode(logits, batch.truncated)]}
+        return {"predictions": [p.__dict__ for p in self.tokenizer.decode(logits, batch.truncated)]}

@@ -40,7 +40,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class SentimentCodec:
+class SentimentTokenizer:
     def __init__(self, tokenizer: Tokenizer, labels: Sequence[str], buckets: Sequence[int] = DEFAULT_BUCKETS):
         if not labels:
             raise ValueError("labels must not be empty")
@@ -50,7 +50,7 @@ class SentimentCodec:
         self.buckets = list(buckets)
         self.max_length = self.buckets[-1]
         # a tokenizer.json may carry its own padding/truncation settings (all-MiniLM's pads to 128):
-        # this codec owns both, so they are reset on a private copy
+        # this tokenizer owns both, so they are reset on a private copy
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
@@ -58,7 +58,7 @@ class SentimentCodec:
 
     @classmethod
     def from_files(cls, tokenizer_file: Path, labels: Sequence[str],
-                   buckets: Sequence[int] = DEFAULT_BUCKETS) -> "SentimentCodec":
+                   buckets: Sequence[int] = DEFAULT_BUCKETS) -> "SentimentTokenizer":
         return cls(Tokenizer.from_file(str(tokenizer_file)), labels, buckets)
 
     def _pad_id(self) -> int:

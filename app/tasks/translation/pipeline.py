@@ -16,7 +16,7 @@ from app.batching.coalescer import Coalescer, Group
 from app.config import Settings
 from app.runtime import workers
 from app.tasks.base import Infer, Pipeline, TaskRequest, TaskResponse
-from app.tasks.translation.processing import TranslationCodec
+from app.tasks.translation.processing import TranslationTokenizer
 
 MAX_OUTPUT_TOKENS = 256
 
@@ -59,7 +59,7 @@ class TranslationPipeline(Pipeline[TranslationRequest, TranslationResponse]):
         super().__init__(version_dir, config, settings, inputs)
         if set(config.graphs) != {"encoder", "decoder_step"}:
             raise ValueError("a translation model needs graphs: {encoder: ..., decoder_step: ...}")
-        self.codec = TranslationCodec.from_files(self.file("tokenizer", "tokenizer.json"), self.parameters)
+        self.tokenizer = TranslationTokenizer.from_files(self.file("tokenizer", "tokenizer.json"), self.parameters)
         db = config.dynamic_batching
         self.coalescer = Coalescer(self._translate, max_items=config.max_batch_size or 32,
                                    max_waiting=db.max_queue_size or settings.default_max_queue_size,
@@ -87,7 +87,7 @@ class TranslationPipeline(Pipeline[TranslationRequest, TranslationResponse]):
             return list(outputs.values())
 
         translations = await workers.decode(
-            self.codec.translate, texts, run, beam_size=beam_size, max_output_length=max_length,
+            self.tokenizer.translate, texts, run, beam_size=beam_size, max_output_length=max_length,
             batch_size=self.config.max_batch_size or 32, keep=group.live)
         # Every caller of the group waited on the same graph runs (for its processing-time metric).
         for caller in callers.values():

@@ -21,7 +21,7 @@ class Translation:
     source_truncated: bool  # the source was longer than max_source_length and was cut
 
 
-class TranslationCodec:
+class TranslationTokenizer:
     """``parameters`` are the model config's (``config.yaml`` ``parameters`` and the card): pad_id,
     start_id, eos_id, max_source_length, max_output_length, optional suppressed_ids."""
 
@@ -38,7 +38,7 @@ class TranslationCodec:
                                  max_output_length=max_output_length)
 
     @classmethod
-    def from_files(cls, tokenizer_file: Path, parameters: Mapping[str, Any]) -> "TranslationCodec":
+    def from_files(cls, tokenizer_file: Path, parameters: Mapping[str, Any]) -> "TranslationTokenizer":
         keys = ("pad_id", "start_id", "eos_id", "max_source_length", "max_output_length", "suppressed_ids")
         return cls(Tokenizer.from_file(str(tokenizer_file)), **{k: parameters[k] for k in keys if k in parameters})
 

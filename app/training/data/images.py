@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from app.tasks.image.preprocess import SUPPORTED_FORMATS, ImagePreprocessing, decode_image, resize_image
+from app.tasks.image.processing import SUPPORTED_FORMATS, ImagePreprocessing, decode_image, resize_image
 
 # IDX type codes (third header byte) -> numpy dtype (big-endian for multi-byte types).
 IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),

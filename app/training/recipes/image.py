@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.tasks.image.preprocess import ImagePreprocessing
+from app.tasks.image.processing import ImagePreprocessing
 from app.training.data import fashion_mnist
 from app.training.data.images import ImageSplit, encode_png, is_idx_folder, load_idx_split, load_image_folder
 from app.training.export import export_onnx
@@ -90,7 +90,7 @@ def augment(batch: torch.Tensor, generator: torch.Generator, shift: int = 2, fli
 
 
 def normalise(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 (n, 28, 28) -> float32 (n, 1, 28, 28), the same arithmetic as app.tasks.image.preprocess."""
+    """uint8 (n, 28, 28) -> float32 (n, 1, 28, 28), the same arithmetic as app.tasks.image.processing."""
     return ((torch.from_numpy(pixels).float() - PIXEL_MEAN) / PIXEL_STD).unsqueeze(1)
 
 
@@ -208,7 +208,7 @@ class FashionCNNRecipe(Recipe):
             metrics={"accuracy": round(accuracy(predictions, test.labels), 4)},
             baselines=_baselines(self.train_split, test),
             protocol="top-1 accuracy on the test split; every test image PNG-encoded and sent through the serving "
-            "preprocessing (app.tasks.image), the ONNX graph in ONNX Runtime and app.tasks.image.postprocess",
+            "preprocessing (app.tasks.image), the ONNX graph in ONNX Runtime and app.tasks.image.processing",
         )
 
 

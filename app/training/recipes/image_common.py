@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from app.tasks.image.postprocess import Prediction, load_labels, top_k
-from app.tasks.image.preprocess import ImagePreprocessing, preprocess
+from app.tasks.image.processing import Prediction, load_labels, top_k
+from app.tasks.image.processing import ImagePreprocessing, preprocess
 from app.training.export import ort_session
 from app.training.progress import progress
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.tasks.image.preprocess import ImagePreprocessing, preprocess
+from app.tasks.image.processing import ImagePreprocessing, preprocess
 from app.training.data.imagenet import SOURCE as CLASS_NAMES_SOURCE
 from app.training.data.imagenet import imagenet_class_names
 from app.training.export import export_onnx

@@ -24,7 +24,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
-from app.tasks.translation import TranslationCodec
+from app.tasks.translation.processing import TranslationTokenizer
 from app.training.card import machine, write_card
 from app.training.progress import log, setup_logging
 from app.training.recipes.translation import (
@@ -112,7 +112,7 @@ def import_marian(checkpoint: Path, name: str, repository: Path = Path("models")
     model = MarianMTModel.from_pretrained(str(checkpoint), attn_implementation="eager").eval()
     tokenizer = marian_tokenizer(checkpoint)
     parameters = codec_parameters(model.config)
-    codec = TranslationCodec(tokenizer, **{k: parameters[k] for k in CODEC_PARAMETERS if k in parameters})
+    codec = TranslationTokenizer(tokenizer, **{k: parameters[k] for k in CODEC_PARAMETERS if k in parameters})
     sources = parity_sources or ["Guten Morgen.", "Wie spät ist es?", "Das Haus ist klein, aber sehr gemütlich.",
                                  "Ich habe keine Zeit."]
     source_batch, memory_mask, _ = codec.encode_sources(sources)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.tasks.recommendation import ITEMS_FILE, USERS_FILE, Catalogue, top_k_items
+from app.tasks.recommendation.processing import ITEMS_FILE, USERS_FILE, Catalogue, top_k_items
 from app.training.data import movielens
 from app.training.data.movielens import Interactions
 from app.training.export import export_onnx, ort_session

@@ -22,7 +22,7 @@ import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
 
-from app.tasks.sentiment import SentimentCodec
+from app.tasks.sentiment.processing import SentimentTokenizer
 from app.training.export import export_onnx, ort_session
 from app.training.parity import check_parity
 from app.training.progress import log, progress
@@ -172,7 +172,7 @@ def _frozen_hidden_states(model: BertClassifier, encodings: list[list[int]], pad
     return hidden  # type: ignore[return-value]
 
 
-def train(model: BertClassifier, data: SentimentData, codec: SentimentCodec, profile: SentimentProfile) -> TrainingStats:
+def train(model: BertClassifier, data: SentimentData, codec: SentimentTokenizer, profile: SentimentProfile) -> TrainingStats:
     """Fine-tune the upper layers and head with AdamW, warm-up + linear decay; batches of similar length."""
     torch.manual_seed(profile.seed)
     started = time.perf_counter()
@@ -260,7 +260,7 @@ class SentimentRecipe(Recipe):
             self.tokenizer = Tokenizer.from_file(str(minilm_files()[2]))
         else:  # a vocabulary of the training texts: no pretrained files needed
             self.tokenizer = train_wordpiece_tokenizer(self.data.texts("train"), SCRATCH_VOCAB_SIZE)
-        self.codec = SentimentCodec(self.tokenizer, self.data.labels, SERVING_BUCKETS)
+        self.serving_tokenizer = SentimentTokenizer(self.tokenizer, self.data.labels, SERVING_BUCKETS)
         groups = len({near_duplicate_key(r.text) for r in self.data.rows})
         return DataSummary(
             location=str(self.data_path or tweets_path()),
@@ -276,14 +276,14 @@ class SentimentRecipe(Recipe):
         return build_model(self.settings, len(self.data.labels), self.tokenizer.get_vocab_size())
 
     def train(self, model: torch.nn.Module) -> dict[str, Any]:
-        stats = train(model, self.data, self.codec, self.settings)
+        stats = train(model, self.data, self.serving_tokenizer, self.settings)
         return {"steps": stats.steps, "epochs": self.settings.epochs, "final_train_loss": round(stats.final_loss, 4),
                 "loss_every_50_steps": stats.losses,
                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
     def export(self, model: torch.nn.Module, version_dir: Path) -> ExportResult:
         path = Path(version_dir) / MODEL_FILE
-        example = self.codec.encode(["an example tweet", "another, slightly longer example tweet"])
+        example = self.serving_tokenizer.encode(["an example tweet", "another, slightly longer example tweet"])
         graph = export_onnx(
             model, (torch.from_numpy(example.input_ids), torch.from_numpy(example.attention_mask)), path,
             ["input_ids", "attention_mask"], ["logits"],
@@ -291,7 +291,7 @@ class SentimentRecipe(Recipe):
         )  # fmt: skip
         # held-out texts of mixed lengths, so the batch carries real padding
         held_out = self.data.texts("validation")[:PARITY_BATCH]
-        parity = check_parity(model, path, self.codec.encode(held_out).feeds())
+        parity = check_parity(model, path, self.serving_tokenizer.encode(held_out).feeds())
         return ExportResult(graphs={"model": graph}, parity=[parity])
 
     def write_assets(self, version_dir: Path) -> list[str]:
@@ -311,8 +311,8 @@ class SentimentRecipe(Recipe):
                            "buckets": list(SERVING_BUCKETS)},
         }
 
-    def _served_codec(self, version_dir: Path, parameters: dict[str, Any]) -> SentimentCodec:
-        return SentimentCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters["labels"],
+    def _served_codec(self, version_dir: Path, parameters: dict[str, Any]) -> SentimentTokenizer:
+        return SentimentTokenizer.from_files(Path(version_dir) / parameters["tokenizer"], parameters["labels"],
                                          parameters["buckets"])
 
     def sample_feeds(self, version_dir: Path, parameters: dict[str, Any], count: int,
@@ -332,7 +332,7 @@ class SentimentRecipe(Recipe):
         return Evaluation(
             metrics={k: round(v, 4) for k, v in metrics.items()},
             baselines=baselines(self.data, texts, gold, self.settings.seed) if self.settings.run_baselines else {},
-            protocol="test split texts through app.tasks.sentiment.SentimentCodec (tokenizer.json, length buckets "
+            protocol="test split texts through app.tasks.sentiment.SentimentTokenizer (tokenizer.json, length buckets "
             f"{list(SERVING_BUCKETS)}) and the ONNX graph in ONNX Runtime; macro-F1 over {len(self.data.labels)} "
             "labels. Baselines on the same test rows: VADER compound score with negative/positive thresholds tuned "
             "for macro-F1 on the validation split; TF-IDF (word 1-2-grams + char 2-5-grams) + logistic regression "

@@ -24,7 +24,8 @@ import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
 
-from app.tasks.translation import DecodingSpec, GraphRunner, TranslationCodec, greedy_decode
+from app.tasks.translation.decoding import DecodingSpec, GraphRunner, greedy_decode
+from app.tasks.translation.processing import TranslationTokenizer
 from app.training.export import export_onnx, ort_session
 from app.training.parity import ParityError, check_parity
 from app.training.progress import log, progress
@@ -385,8 +386,8 @@ class TranslationRecipe(Recipe):
                 "rate_schedule_clock_led_from_step": stats.clock_led_from_step, "loss_every_100_steps": stats.losses,
                 "architecture": model.shape.as_dict()}  # type: ignore[union-attr]
 
-    def _codec(self, tokenizer: Tokenizer, parameters: dict[str, Any]) -> TranslationCodec:
-        return TranslationCodec(tokenizer, **{k: parameters[k] for k in CODEC_PARAMETERS if k in parameters})
+    def _codec(self, tokenizer: Tokenizer, parameters: dict[str, Any]) -> TranslationTokenizer:
+        return TranslationTokenizer(tokenizer, **{k: parameters[k] for k in CODEC_PARAMETERS if k in parameters})
 
     def export(self, model: torch.nn.Module, version_dir: Path) -> ExportResult:
         codec = self._codec(self.tokenizer, self._parameters())
@@ -409,7 +410,7 @@ class TranslationRecipe(Recipe):
         return translation_model_config(self._parameters())
 
     def evaluate_onnx(self, version_dir: Path, parameters: dict[str, Any]) -> Evaluation:
-        codec = TranslationCodec.from_files(Path(version_dir) / parameters["tokenizer"], parameters)
+        codec = TranslationTokenizer.from_files(Path(version_dir) / parameters["tokenizer"], parameters)
         run = onnx_runner(version_dir)
         test = self.test.read()  # type: ignore[union-attr]
         sources, references = [p.source for p in test], [p.target for p in test]
@@ -428,7 +429,7 @@ class TranslationRecipe(Recipe):
         return Evaluation(
             metrics=metrics,
             baselines={"dictionary_word_by_word": baseline} if baseline else {},
-            protocol="held-out German sentences translated through app.tasks.translation.TranslationCodec (tokenizer.json, "
+            protocol="held-out German sentences translated through app.tasks.translation.TranslationTokenizer (tokenizer.json, "
             f"encoder once, greedy and beam-{BEAM_SIZE} decode loops over decoder_step) in ONNX Runtime; sacreBLEU "
             "corpus BLEU and chrF (default settings) against the single Ding reference. Baseline: each word replaced "
             "by its most frequent single-word Ding translation",

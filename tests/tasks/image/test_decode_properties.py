@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from app.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from app.tasks.image.preprocess import SUPPORTED_FORMATS, ImagePreprocessing, decode_image, preprocess
+from app.tasks.image.processing import SUPPORTED_FORMATS, ImagePreprocessing, decode_image, preprocess
 
 EXPECTED = (UnsupportedMediaType, InvalidInput, PayloadTooLarge)
 SETTINGS = settings(max_examples=250, deadline=None, derandomize=True, database=None,

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from app.tasks.recommendation import ITEMS_FILE, USERS_FILE, Catalogue, recommend, top_k_items
+from app.tasks.recommendation.processing import ITEMS_FILE, USERS_FILE, Catalogue, recommend, top_k_items
 
 
 def test_top_k_excludes_seen_items_and_breaks_ties_by_index():

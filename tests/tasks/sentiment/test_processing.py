@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-from app.tasks.sentiment import SentimentCodec
+from app.tasks.sentiment.processing import SentimentTokenizer
 
 LABELS = ["negative", "neutral", "positive"]
 
@@ -23,7 +23,7 @@ def bert_like_tokenizer(padding_to: int | None = None) -> Tokenizer:
 
 
 def test_pads_to_the_smallest_bucket_that_fits_and_masks_padding():
-    codec = SentimentCodec(bert_like_tokenizer(padding_to=128), LABELS, buckets=[4, 8, 16])
+    codec = SentimentTokenizer(bert_like_tokenizer(padding_to=128), LABELS, buckets=[4, 8, 16])
     batch = codec.encode(["I love this movie!", "ok"])
     assert batch.input_ids.shape == (2, 8)  # longest is 7 tokens with [CLS]/[SEP]
     assert batch.input_ids.dtype == np.int64 and batch.attention_mask.dtype == np.int64
@@ -34,7 +34,7 @@ def test_pads_to_the_smallest_bucket_that_fits_and_masks_padding():
 
 
 def test_long_text_is_truncated_to_the_largest_bucket_and_flagged():
-    codec = SentimentCodec(bert_like_tokenizer(), LABELS, buckets=[4, 8])
+    codec = SentimentTokenizer(bert_like_tokenizer(), LABELS, buckets=[4, 8])
     batch = codec.encode(["i love this movie " * 5, "ok"])
     assert batch.input_ids.shape == (2, 8)
     assert batch.input_ids[0, -1] == 3  # still ends with [SEP]
@@ -42,7 +42,7 @@ def test_long_text_is_truncated_to_the_largest_bucket_and_flagged():
 
 
 def test_decode_softmax_labels_and_flags():
-    codec = SentimentCodec(bert_like_tokenizer(), LABELS)
+    codec = SentimentTokenizer(bert_like_tokenizer(), LABELS)
     logits = np.array([[2.0, 0.0, -2.0], [0.0, 0.0, 5.0]], dtype=np.float32)
     first, second = codec.decode(logits, [False, True])
     assert first.label == "negative" and second.label == "positive" and second.truncated
@@ -53,7 +53,7 @@ def test_decode_softmax_labels_and_flags():
 
 
 def test_predict_groups_by_bucket_and_keeps_input_order():
-    codec = SentimentCodec(bert_like_tokenizer(), LABELS, buckets=[4, 8, 16])
+    codec = SentimentTokenizer(bert_like_tokenizer(), LABELS, buckets=[4, 8, 16])
     seen_widths = []
 
     def infer(feeds):  # "positive" iff the text contains 'love' (id 5)
@@ -69,4 +69,4 @@ def test_predict_groups_by_bucket_and_keeps_input_order():
 
 def test_rejects_bad_buckets():
     with pytest.raises(ValueError):
-        SentimentCodec(bert_like_tokenizer(), LABELS, buckets=[16, 8])
+        SentimentTokenizer(bert_like_tokenizer(), LABELS, buckets=[16, 8])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from app.tasks.translation import DecodingSpec, beam_search, greedy_decode
+from app.tasks.translation.decoding import DecodingSpec, beam_search, greedy_decode
 
 PAD, START, EOS, A, B, C = 0, 1, 2, 3, 4, 5
 VOCAB = 6

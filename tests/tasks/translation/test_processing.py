@@ -1,9 +1,9 @@
-"""TranslationCodec end to end over a fake two-graph model that copies its source."""
+"""TranslationTokenizer end to end over a fake two-graph model that copies its source."""
 
 import numpy as np
 import pytest
 
-from app.tasks.translation import TranslationCodec
+from app.tasks.translation.processing import TranslationTokenizer
 from app.training.text.subwords import BOS, EOS, PAD, train_unigram_tokenizer
 
 SENTENCES = ["Guten Morgen.", "Wie spät ist es?", "Das Haus ist klein.", "Ich habe keine Zeit.",
@@ -17,7 +17,7 @@ def tokenizer():
 
 @pytest.fixture()
 def codec(tokenizer):
-    return TranslationCodec(tokenizer, pad_id=tokenizer.token_to_id(PAD), start_id=tokenizer.token_to_id(BOS),
+    return TranslationTokenizer(tokenizer, pad_id=tokenizer.token_to_id(PAD), start_id=tokenizer.token_to_id(BOS),
                             eos_id=tokenizer.token_to_id(EOS), max_source_length=24, max_output_length=40)
 
 
@@ -74,7 +74,7 @@ def test_max_output_length_cuts_and_detokenize_stops_at_eos(codec, tokenizer):
 
 def test_from_files_reads_parameters(tmp_path, tokenizer):
     tokenizer.save(str(tmp_path / "tokenizer.json"))
-    codec = TranslationCodec.from_files(tmp_path / "tokenizer.json", {
+    codec = TranslationTokenizer.from_files(tmp_path / "tokenizer.json", {
         "tokenizer": "tokenizer.json", "pad_id": 0, "start_id": 1, "eos_id": 2, "max_source_length": 7,
         "max_output_length": 9, "source_language": "de"})
     assert codec.max_source_length == 7 and codec.spec.max_output_length == 9

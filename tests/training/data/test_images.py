@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.tasks.image.preprocess import ImagePreprocessing
+from app.tasks.image.processing import ImagePreprocessing
 from app.training.data.images import ImageSplit, is_idx_folder, load_idx_split, load_image_folder, read_idx
 
 

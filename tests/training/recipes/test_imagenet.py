@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from app.protocol.model_config import load_config
-from app.tasks.image.postprocess import load_labels, top_k
-from app.tasks.image.preprocess import ImagePreprocessing, preprocess
+from app.tasks.image.processing import load_labels, top_k
+from app.tasks.image.processing import ImagePreprocessing, preprocess
 from app.training.export import ort_session
 from app.training.recipes.imagenet import SAMPLE_PHOTOS, sample_photo
 from app.training.runner import run_recipe

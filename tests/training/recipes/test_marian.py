@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from app.protocol.model_config import load_config
-from app.tasks.translation import TranslationCodec
+from app.tasks.translation.processing import TranslationTokenizer
 from app.training.recipes.marian import import_marian
 from app.training.recipes.translation import onnx_runner
 
@@ -49,7 +49,7 @@ def test_import_matches_hugging_face_tokenizer_and_generate(checkpoint, tmp_path
     assert [p["max_abs_diff"] <= 1e-4 for p in card["parity"][:2]] == [True, True]
     assert card["parity"][2]["sentences_with_different_tokens"] == 0
 
-    codec = TranslationCodec.from_files(version_dir / "tokenizer.json", config.parameters)
+    codec = TranslationTokenizer.from_files(version_dir / "tokenizer.json", config.parameters)
     hf_tokenizer = transformers.MarianTokenizer(str(checkpoint / "source.spm"), str(checkpoint / "target.spm"),
                                                 str(checkpoint / "vocab.json"))
     texts = ["Guten Morgen.", "Der Hund schläft. Wie spät ist es?", "Ich habe Zeit."]

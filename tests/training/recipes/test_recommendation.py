@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from app.tasks.recommendation import Catalogue, recommend
+from app.tasks.recommendation.processing import Catalogue, recommend
 from app.training.export import ort_session
 from app.training.recipes.recommendation import hit_and_ndcg
 from app.training.runner import run_recipe

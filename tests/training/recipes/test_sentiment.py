@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.protocol.model_config import load_config
-from app.tasks.sentiment import SentimentCodec
+from app.tasks.sentiment.processing import SentimentTokenizer
 from app.training.export import ort_session
 from app.training.recipes.sentiment import PROFILES, load_data
 from app.training.text.corpora import near_duplicate_key
@@ -56,7 +56,7 @@ def test_smoke_run_publishes_a_servable_version(version_dir):
     assert card["graphs"]["model"]["opset"] >= 18
     assert card["model_selection"]["selected_on"] == "validation" and card["model_selection"]["test_reads"] == 1
 
-    codec = SentimentCodec.from_files(version_dir / "tokenizer.json", config.parameters["labels"],
+    codec = SentimentTokenizer.from_files(version_dir / "tokenizer.json", config.parameters["labels"],
                                       config.parameters["buckets"])
     session = ort_session(version_dir / "model.onnx")
     for texts in (["I love it"], ["I hate it"] * 5 + ["a much longer text about cars " * 30]):

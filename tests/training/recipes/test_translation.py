@@ -8,7 +8,7 @@ import random
 import numpy as np
 
 from app.protocol.model_config import load_config
-from app.tasks.translation import TranslationCodec
+from app.tasks.translation.processing import TranslationTokenizer
 from app.training.recipes.translation import (PROFILES, TranslationData, build_model, build_tokenizer, dictionary_baseline,
                                               load_data, onnx_runner, train)
 from app.training.text.corpora import Pair
@@ -57,7 +57,7 @@ def test_smoke_run_publishes_two_graphs_that_decode_like_torch(smoke_repository)
     assert set(card["baselines"]["dictionary_word_by_word"]) == {"bleu", "chrf"}
     assert card["model_selection"]["selected_on"] == "validation" and card["model_selection"]["test_reads"] == 1
 
-    codec = TranslationCodec.from_files(version_dir / "tokenizer.json", config.parameters)
+    codec = TranslationTokenizer.from_files(version_dir / "tokenizer.json", config.parameters)
     run = onnx_runner(version_dir)
     texts = ["Der Hund ist klein.", "Wo ist das große alte Haus im Garten?", "Haus"]
     for beam_size in (1, 3):
