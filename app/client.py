@@ -7,16 +7,16 @@ raise ``ClientError`` carrying the server's own message. Used by ``dendrite pred
 
 from __future__ import annotations
 
-import importlib
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-TASKS = ("image", "sentiment", "translation", "recommendation")
+if TYPE_CHECKING:
+    from app.tasks.base import Task
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_GRPC_TARGET = "127.0.0.1:8001"
 
@@ -39,29 +39,23 @@ class ClientTimeout(ClientError):
         self.timeout = timeout
 
 
-@dataclass(frozen=True)
-class TaskTypes:
-    request: type[BaseModel]
-    response: type[BaseModel]
-    rpc: str  # the dendrite.v1.Predict method
+def task(name: str) -> "Task":
+    """The task's declaration (``app.tasks.registry``, imported on first use: no torch, no ONNX Runtime)."""
+    from app.tasks import registry
+
+    try:
+        return registry.tasks()[name]
+    except KeyError:
+        raise ClientError(f"unknown task {name!r} (tasks: {', '.join(registry.tasks())})") from None
 
 
-def task_types(task: str) -> TaskTypes:
-    """The task's request and response models (its pipeline module, imported on first use)."""
-    if task not in TASKS:
-        raise ClientError(f"unknown task {task!r} (tasks: {', '.join(TASKS)})")
-    module = importlib.import_module(f"app.tasks.{task}.pipeline")
-    prefix = task.capitalize()
-    return TaskTypes(getattr(module, f"{prefix}Request"), getattr(module, f"{prefix}Response"), prefix)
-
-
-def build_request(task: str, **fields: Any) -> BaseModel:
+def build_request(name: str, **fields: Any) -> BaseModel:
     """The task's request model from ``fields`` (None values left out, so the server's defaults
     apply); invalid -> ClientError worded exactly as the server words it."""
     from app.tasks.base import invalid_input
 
     try:
-        return task_types(task).request.model_validate({k: v for k, v in fields.items() if v is not None})
+        return task(name).request.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         raise ClientError(invalid_input(exc).message) from None  # never sent
 
@@ -77,8 +71,8 @@ class RestClient:
         self.api_key = api_key
         self.timeout = timeout
 
-    def predict(self, task: str, request: BaseModel) -> BaseModel:
-        return task_types(task).response.model_validate(self._call("POST", f"/predict/{task}", _wire(request)))
+    def predict(self, name: str, request: BaseModel) -> BaseModel:
+        return task(name).response.model_validate(self._call("POST", f"/predict/{name}", _wire(request)))
 
     def models(self) -> list[dict[str, Any]]:
         """The repository index: every model version with its state, reason and providers."""
@@ -114,24 +108,25 @@ class GrpcClient:
     def __init__(self, target: str = DEFAULT_GRPC_TARGET, *, api_key: str | None = None, timeout: float = 120.0):
         import grpc
 
-        from app.transports.grpc.generated.dendrite.v1 import predict_pb2, predict_pb2_grpc
-
         self.target = target
         self.timeout = timeout
         self.metadata = (("x-api-key", api_key),) if api_key else ()
-        self._pb = predict_pb2
         self._grpc = grpc
         self.channel = grpc.insecure_channel(target)
-        self.stub = predict_pb2_grpc.PredictStub(self.channel)
 
-    def predict(self, task: str, request: BaseModel) -> BaseModel:
+    def predict(self, name: str, request: BaseModel) -> BaseModel:
         from google.protobuf import json_format
 
-        types = task_types(task)
+        from app.transports.grpc.messages import PREDICT_SERVICE, message_class
+
+        declared = task(name)
+        reply_type = message_class(declared.grpc_response)
         # protobuf's JSON mapping reads bytes as base64: exactly the REST body's images
-        message = json_format.ParseDict(_wire(request), getattr(self._pb, f"{types.rpc}Request")())
+        message = json_format.ParseDict(_wire(request), message_class(declared.grpc_request)())
+        call = self.channel.unary_unary(f"/{PREDICT_SERVICE}/{declared.rpc}", request_serializer=type(message).SerializeToString,
+                                        response_deserializer=reply_type.FromString)  # fmt: skip
         try:
-            reply = getattr(self.stub, types.rpc)(message, timeout=self.timeout, metadata=self.metadata)
+            reply = call(message, timeout=self.timeout, metadata=self.metadata)
         except self._grpc.RpcError as exc:
             code = exc.code()
             # the server words its own deadline errors; gRPC's bare "Deadline Exceeded" is this client's timeout
@@ -142,7 +137,7 @@ class GrpcClient:
             raise ClientError(exc.details() or code.name, code.name) from None
         data = json_format.MessageToDict(reply, preserving_proto_field_name=True,
                                          always_print_fields_with_no_presence=True)  # fmt: skip
-        return types.response.model_validate(data)
+        return declared.response.model_validate(data)
 
     def close(self) -> None:
         self.channel.close()

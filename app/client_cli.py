@@ -10,18 +10,16 @@ A reader that stops early (``dendrite models | head -2``) ends it quietly with 1
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from app.client import (
     DEFAULT_GRPC_TARGET, DEFAULT_URL, ClientError, ClientTimeout, GrpcClient, RestClient, build_request,
 )  # fmt: skip
-
-BAR_WIDTH = 24
+from app.tasks import registry
+from app.tasks.base import ArgumentError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -44,21 +42,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     predict = sub.add_parser("predict", help="ask a running server for a prediction (REST, or gRPC with --grpc)")
     tasks = predict.add_subparsers(dest="task", required=True, metavar="TASK")
     common = [transport, model]
-    image = tasks.add_parser("image", parents=common, help="classify photos: top labels with probabilities")
-    image.add_argument("photos", nargs="+", type=Path, metavar="PHOTO", help="JPEG, PNG, WebP, BMP or GIF files")
-    image.add_argument("--top-k", type=int, help="labels per photo (default: the model's)")
-    sentiment = tasks.add_parser("sentiment", parents=common, help="sentiment of texts")
-    sentiment.add_argument("texts", nargs="+", metavar="TEXT")
-    translation = tasks.add_parser("translation", parents=common, help="translate German texts to English")
-    translation.add_argument("texts", nargs="+", metavar="TEXT")
-    translation.add_argument("--beam-size", type=int, help="1 = greedy (default), >1 = beam search")
-    translation.add_argument("--max-length", type=int, help="most output tokens per text")
-    recommendation = tasks.add_parser("recommendation", parents=common, help="recommended movies for a user")
-    recommendation.add_argument("user_id", metavar="USER_ID")
-    recommendation.add_argument("-k", type=int, help="how many items (default: the model's)")
-    recommendation.add_argument("--include-seen", action="store_true",
-                                help="also recommend items the user already rated")  # fmt: skip
-    for parser in (image, sentiment, translation, recommendation):
+    for task in registry.tasks().values():
+        parser = tasks.add_parser(task.name, parents=common, help=task.summary)
+        task.add_arguments(parser)
         parser.set_defaults(handler=run_predict)
 
     models = sub.add_parser("models", parents=[rest], help="list the server's models with their states (REST)")
@@ -92,22 +78,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 # ------------------------------------------------------------------------------------------ predict
 def request_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {"model": args.model, "version": args.model_version}
-    if args.task == "image":
-        fields |= {"images": [read_photo(p) for p in args.photos], "top_k": args.top_k}
-    elif args.task == "sentiment":
-        fields |= {"texts": args.texts}
-    elif args.task == "translation":
-        fields |= {"texts": args.texts, "beam_size": args.beam_size, "max_length": args.max_length}
-    else:
-        fields |= {"user_id": args.user_id, "k": args.k, "exclude_seen": False if args.include_seen else None}
-    return fields
-
-
-def read_photo(path: Path) -> str:
     try:
-        return base64.b64encode(path.read_bytes()).decode()
-    except OSError as exc:
-        raise ClientError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return fields | registry.get(args.task).request_fields(args)
+    except ArgumentError as exc:
+        raise ClientError(str(exc)) from None
 
 
 def run_predict(args: argparse.Namespace, out: TextIO) -> int:
@@ -125,55 +99,8 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(body, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        FORMATTERS[args.task](args, body, out.write)
+        registry.get(args.task).format(args, body, out.write)
     return 0
-
-
-def bar(p: float) -> str:
-    eighths = round(max(0.0, min(1.0, p)) * BAR_WIDTH * 8)
-    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
-
-
-def header(body: dict) -> str:
-    return f"{body['model']} v{body['version']}\n"
-
-
-def format_image(args, body: dict, write: Callable[[str], Any]) -> None:
-    write(header(body))
-    width = max((len(label["label"]) for p in body["predictions"] for label in p["labels"]), default=0)
-    for photo, prediction in zip(args.photos, body["predictions"]):
-        write(f"{photo}\n")
-        for label in prediction["labels"]:
-            write(f"  {label['label']:<{width}}  {100 * label['probability']:5.1f}%  {bar(label['probability'])}\n")
-
-
-def format_sentiment(args, body: dict, write: Callable[[str], Any]) -> None:
-    write(header(body))
-    width = max(len(p["label"]) for p in body["predictions"])
-    for text, prediction in zip(args.texts, body["predictions"]):
-        # sorted: a gRPC map arrives in any order, and the same answer should read the same way twice
-        probabilities = "  ".join(f"{label} {100 * p:4.1f}%" for label, p in sorted(prediction["probabilities"].items()))
-        note = "  (truncated)" if prediction["truncated"] else ""
-        write(f"{prediction['label']:<{width}}  {text}{note}\n{'':<{width}}  {probabilities}\n")
-
-
-def format_translation(args, body: dict, write: Callable[[str], Any]) -> None:
-    write(header(body))
-    for text, translation in zip(args.texts, body["translations"]):
-        note = "  (source truncated)" if translation["source_truncated"] else ""
-        write(f"{text}\n  -> {translation['text']}{note}\n")
-
-
-def format_recommendation(args, body: dict, write: Callable[[str], Any]) -> None:
-    who = (f"user {body['user_id']} is not in the training data: most popular items" if body["cold_start"]
-           else f"for user {body['user_id']}")  # fmt: skip
-    write(f"{body['model']} v{body['version']}, {who}\n")
-    for rank, item in enumerate(body["items"], 1):
-        write(f"{rank:>3}. {item['title']}  (item {item['item_id']}, score {item['score']:.3f})\n")
-
-
-FORMATTERS = {"image": format_image, "sentiment": format_sentiment, "translation": format_translation,
-              "recommendation": format_recommendation}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- models

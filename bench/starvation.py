@@ -28,7 +28,8 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import Server, load_average
-from bench.tasks import GERMAN_SENTENCES, link_repo, photos, scan, train_smoke
+from app.tasks.translation.client import SAMPLE_SENTENCES
+from bench.tasks import link_repo, photos, scan, train_smoke
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -110,7 +111,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     load_start = load_average()
     print(f"== starvation bench, load average {load_start}", flush=True)
-    sentences = GERMAN_SENTENCES
+    sentences = SAMPLE_SENTENCES
     mixes = {
         "64 translations, own options each": [{"model": TRANSLATION_MODEL, "texts": [sentences[i % len(sentences)]],
                                                "max_length": 32 + i} for i in range(64)],

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import io
 import json
 import os
 import pickle
@@ -44,50 +43,15 @@ import numpy as np
 import orjson
 import yaml
 
+from app.tasks import registry
 from bench.common import Server, load_average, metric, parse_metrics
 
 RESULTS = Path(__file__).parent / "results"
-TASKS = ("image", "sentiment", "translation", "recommendation")
 CONCURRENCY = (16, 64)
 GRPC_CHANNELS = 4
 # OIP cases (model:samples per request:clients): a small image model, where the per-call transport cost
 # shows, one sample and 16 samples per request (larger messages amortise it); a 224x224 model, compute-bound.
 OIP_CASES = "fashion-cnn:1:16,64;fashion-cnn:16:16;imagenet-efficientnet-lite0:1:16"
-
-SENTIMENT_TEXTS = [
-    "just got my coffee and the sun is out, best morning in weeks!",
-    "my flight got cancelled again. third time this month. done with this airline",
-    "the new update is okay i guess, nothing special",
-    "can't believe how good the concert was last night!!! still buzzing",
-    "stuck in traffic for two hours, phone battery at 3%",
-    "anyone else watching the game tonight?",
-    "customer service hung up on me twice. never ordering from them again",
-    "finally finished my thesis draft, feeling proud",
-    "meh. monday again",
-    "loving the new phone, the camera is unreal",
-    "the package arrived broken and nobody answers emails",
-    "reading a book in the park, perfect afternoon",
-    "that movie was a total waste of time",
-    "got the job!!! starting next week",
-    "weather is grey, mood is grey",
-    "thanks everyone for the birthday wishes, you made my day",
-]
-
-GERMAN_SENTENCES = [
-    "Das Wetter ist heute schön.",
-    "Ich trinke jeden Morgen einen Kaffee.",
-    "Wo ist der Bahnhof?",
-    "Wir gehen am Wochenende ins Kino.",
-    "Der Zug hat zehn Minuten Verspätung.",
-    "Kannst du mir bitte helfen?",
-    "Das Essen in diesem Restaurant ist sehr gut.",
-    "Meine Schwester wohnt in Berlin.",
-    "Ich habe das Buch gestern gelesen.",
-    "Die Kinder spielen im Garten.",
-    "Morgen habe ich einen wichtigen Termin.",
-    "Vielen Dank für deine Hilfe.",
-]
-
 
 # ---------------------------------------------------------------------- models
 def scan(repo: Path) -> dict[str, dict]:
@@ -133,7 +97,7 @@ def choose_models(repository: Path, smoke: Path, oip_models: list[str]) -> tuple
     given, defaults = scan(repository), default_models()
     chosen: dict[str, str] = {}
     missing = []
-    for task in TASKS:
+    for task in registry.tasks():
         name = defaults.get(task)
         if name not in given:
             name = next((n for n, m in given.items() if m["task"] == task), name)
@@ -170,75 +134,39 @@ def link_repo(root: Path, models: dict[str, dict]) -> Path:
 
 # ---------------------------------------------------------------------- requests
 def photos() -> list[bytes]:
-    """scikit-learn's two sample photos (427x640) as JPEG files."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_image
-
-    out = []
-    for name in ("china.jpg", "flower.jpg"):
-        buf = io.BytesIO()
-        Image.fromarray(load_sample_image(name)).save(buf, format="JPEG", quality=90)
-        out.append(buf.getvalue())
-    return out
-
-
-def known_users(info: dict, n: int = 64) -> list[str]:
-    users = info["dir"] / info["version"] / "users.json"
-    if users.is_file():
-        ids = json.loads(users.read_text()).get("ids") or []
-        if ids:
-            return [str(u) for u in ids[: n]]
-    return [str(i) for i in range(1, n + 1)]  # MovieLens ids start at 1
+    """The image task's sample photos as files."""
+    return [base64.b64decode(body["images"][0]) for body in registry.get("image").samples(Path())]
 
 
 def task_payloads(task: str, info: dict) -> tuple[list[dict], str, list[bytes]]:
-    """(REST JSON bodies, gRPC method, serialized gRPC requests): one item per request."""
-    from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
+    """(REST JSON bodies, gRPC method, serialized gRPC requests): the task's own samples, one per request."""
+    from google.protobuf import json_format
 
-    model = info["name"]
-    if task == "image":
-        files = photos()
-        rest = [{"model": model, "images": [base64.b64encode(f).decode()]} for f in files]
-        grpc_ = [pb.ImageRequest(model=model, images=[f]) for f in files]
-        method = "Image"
-    elif task == "sentiment":
-        rest = [{"model": model, "texts": [t]} for t in SENTIMENT_TEXTS]
-        grpc_ = [pb.SentimentRequest(model=model, texts=[t]) for t in SENTIMENT_TEXTS]
-        method = "Sentiment"
-    elif task == "translation":
-        rest = [{"model": model, "texts": [t]} for t in GERMAN_SENTENCES]
-        grpc_ = [pb.TranslationRequest(model=model, texts=[t]) for t in GERMAN_SENTENCES]
-        method = "Translation"
-    else:
-        users = known_users(info)
-        rest = [{"model": model, "user_id": u, "k": 10} for u in users]
-        grpc_ = [pb.RecommendationRequest(model=model, user_id=u, k=10) for u in users]
-        method = "Recommendation"
-    return rest, f"/dendrite.v1.Predict/{method}", [m.SerializeToString() for m in grpc_]
+    from app.transports.grpc.messages import PREDICT_SERVICE, message_class
+
+    declared = registry.get(task)
+    rest = [{"model": info["name"], **body} for body in declared.samples(info["dir"] / info["version"])]
+    # protobuf's JSON mapping reads base64 into bytes fields: the same files as the REST bodies
+    message = message_class(declared.grpc_request)
+    grpc_ = [json_format.ParseDict(body, message()).SerializeToString() for body in rest]
+    return rest, f"/{PREDICT_SERVICE}/{declared.rpc}", grpc_
 
 
 def check_task(server: Server, task: str, rest: dict, method: str, grpc_body: bytes) -> str:
     """One parsed answer over each transport before the load (a broken setup fails here, not as a table of errors)."""
     import grpc
 
-    from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
+    from app.transports.grpc.messages import message_class
 
     r = httpx.post(f"{server.url}/predict/{task}", json=rest, timeout=120)
     if r.status_code != 200:
         raise RuntimeError(f"REST /predict/{task}: {r.status_code} {r.text[:300]}")
-    reply_type = {"Image": pb.ImageResponse, "Sentiment": pb.SentimentResponse,
-                  "Translation": pb.TranslationResponse, "Recommendation": pb.RecommendationResponse}[method.rsplit("/", 1)[1]]  # fmt: skip
+    reply_type = message_class(registry.get(task).grpc_response)
     with grpc.insecure_channel(server.grpc_target) as ch:
         raw = ch.unary_unary(method)(grpc_body, timeout=120)
     reply_type.FromString(raw)
-    body = r.json()
-    if task == "image":
-        return f"top-1 {body['predictions'][0]['labels'][0]['label']!r}"
-    if task == "sentiment":
-        return f"{rest['texts'][0][:30]!r} -> {body['predictions'][0]['label']}"
-    if task == "translation":
-        return f"{rest['texts'][0]!r} -> {body['translations'][0]['text']!r}"
-    return f"user {rest['user_id']}: {len(body['items'])} items, first {body['items'][0]['title']!r}"
+    answer = {k: v for k, v in r.json().items() if k not in ("model", "version")}
+    return json.dumps(answer, ensure_ascii=False)[:120]
 
 
 def oip_payloads(server: Server, model: str, samples: int) -> tuple[tuple[str, dict, bytes], bytes]:
@@ -416,7 +344,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per cell")
     parser.add_argument("--warmup", type=float, default=1.5, help="warm-up seconds per cell")
     parser.add_argument("--channels", type=int, default=GRPC_CHANNELS, help="gRPC channels (connections) per load generator")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the tasks")
+    parser.add_argument("--tasks", default=",".join(registry.tasks()), help="comma-separated subset of the tasks")
     parser.add_argument("--oip", default=OIP_CASES,
                         help="OIP gRPC-raw (unary, stream) vs REST-binary cases, "
                              "'model:samples per request:clients[,clients]' "

@@ -16,6 +16,7 @@ A config error is reported with the file and the dotted field path.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from app.errors import InvalidInput
 from app.protocol.datatypes import DATATYPES
-
-
-TASKS = ("generic", "image", "sentiment", "translation", "recommendation")
 
 
 class _Strict(BaseModel):
@@ -141,7 +139,7 @@ class Warmup(_Strict):
 
 class ModelConfig(_Strict):
     name: str | None = Field(None, description="Defaults to the folder name; must match it when given.")
-    task: Literal[TASKS] = "generic"  # type: ignore[valid-type]
+    task: str = Field("generic", description="A task of app.tasks.registry, or generic (OIP infer only).")
     platform: Literal["onnxruntime_onnx"] = "onnxruntime_onnx"
     graphs: dict[str, str] = Field(
         default_factory=lambda: {"model": "model.onnx"},
@@ -175,7 +173,9 @@ class ConfigError(InvalidInput):
     """A config.yaml that cannot be used; the message names the file and the field."""
 
 
-def load_config(path: Path, folder_name: str) -> ModelConfig:
+def load_config(path: Path, folder_name: str, tasks: Collection[str] | None = None) -> ModelConfig:
+    """``path`` as a ModelConfig named after its folder. ``tasks``: the task names it may give besides
+    ``generic`` (``app.tasks.registry.load_model_config`` passes the registered ones; None: any)."""
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -189,6 +189,9 @@ def load_config(path: Path, folder_name: str) -> ModelConfig:
             f"field '{'.'.join(str(p) for p in e['loc']) or '<root>'}': {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"{path}: {problems}") from exc
+    if tasks is not None and cfg.task not in ("generic", *tasks):
+        raise ConfigError(f"{path}: field 'task': {cfg.task!r} is not a task of this server "
+                          f"(tasks: {', '.join(('generic', *tasks))})")  # fmt: skip
     if cfg.name is not None and cfg.name != folder_name:
         raise ConfigError(f"{path}: field 'name': {cfg.name!r} does not match its folder {folder_name!r}")
     cfg.name = folder_name

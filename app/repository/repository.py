@@ -18,7 +18,8 @@ from pathlib import Path
 from app.config import Settings
 from app.errors import DendriteError, InvalidInput, ModelNotReady, ModelTraining, NotFound
 from app.metrics import Metrics
-from app.protocol.model_config import ConfigError, ModelConfig, load_config
+from app.protocol.model_config import ConfigError, ModelConfig
+from app.tasks.registry import load_model_config
 from app.repository.model import ModelVersion, State
 from app.repository.training import TrainingStatus, read_status
 from app.runtime import workers
@@ -167,7 +168,7 @@ class ModelRepository:
                     self.models.pop(name, None)
                 raise NotFound(f"model {name!r} has no config.yaml in the repository {self.root}")
             try:
-                config = load_config(cfg_path, name)
+                config = load_model_config(cfg_path, name)
             except ConfigError as exc:
                 entry.set_error(exc.message, logging.ERROR)
                 return entry

@@ -9,9 +9,11 @@ so the event loop keeps serving.
 
 from __future__ import annotations
 
+import argparse
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Protocol, Self, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -147,3 +149,65 @@ class Pipeline(ABC, Generic[Req, Resp]):
     @abstractmethod
     async def predict(self, request: Req, infer: Infer) -> dict[str, Any]:
         """The task-specific fields of the response (the data plane adds model and version)."""
+
+
+Write = Callable[[str], Any]
+BAR_WIDTH = 24
+
+
+class ArgumentError(Exception):
+    """A ``dendrite predict`` argument the task cannot turn into a request (a photo that cannot be read)."""
+
+
+def answer_header(body: dict[str, Any]) -> str:
+    """The first line every task's CLI answer starts with."""
+    return f"{body['model']} v{body['version']}\n"
+
+
+def bar(p: float) -> str:
+    """A probability as a bar of BAR_WIDTH cells, in eighths."""
+    eighths = round(max(0.0, min(1.0, p)) * BAR_WIDTH * 8)
+    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+
+
+@dataclass(frozen=True)
+class Files:
+    """A request field that carries files (images): REST takes them as a multipart upload and gRPC as
+    ``bytes``, both validated as ``request`` (the same request with bytes where JSON has base64)."""
+
+    field: str
+    request: type[TaskRequest]
+    media: str = "files"  # what the upload's parts are, for the OpenAPI description
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything the server, the client, the CLI and the bench know of one task, declared once in its
+    package's ``__init__.py`` and listed in ``app.tasks.registry``. REST ``POST /predict/<name>``, the
+    gRPC method ``dendrite.v1.Predict/<rpc>``, ``dendrite predict <name>`` and bench.tasks are all built
+    from it (docs/adding-a-task.md)."""
+
+    pipeline: type[Pipeline]
+    summary: str  # one line: CLI help and the OpenAPI summary
+    rpc: str  # the method of dendrite.v1.Predict
+    grpc_request: str  # full protobuf names of the method's messages (protos/dendrite/v1/predict.proto)
+    grpc_response: str
+    # dendrite predict <name>: add the task's arguments, turn them into request fields, print an answer
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    request_fields: Callable[[argparse.Namespace], dict[str, Any]]
+    format: Callable[[argparse.Namespace, dict[str, Any], Write], None]
+    # bench.tasks: request bodies (JSON, without "model") for a trained version's folder
+    samples: Callable[[Path], list[dict[str, Any]]]
+    files: Files | None = None
+
+    @property
+    def name(self) -> str:
+        return self.pipeline.task
+
+    @property
+    def request(self) -> type[TaskRequest]:
+        return self.pipeline.request_type
+
+    @property
+    def response(self) -> type[TaskResponse]:
+        return self.pipeline.response_type

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from app.protocol.model_config import load_config
+from app.tasks.registry import load_model_config
 from app.training.card import CARD_FILE, RunClock, machine, write_card
 from app.training.export import graph_facts, ort_session
 from app.training.progress import setup_logging
@@ -151,7 +151,7 @@ def quantize(model: str, repository: Path = Path("models"), version: int | None 
     source = _source(repository, model, version)
     recipe, method = source.recipe, source.recipe.quantization
     assert method is not None
-    config = load_config(source.model_dir / CONFIG_FILE, model)
+    config = load_model_config(source.model_dir / CONFIG_FILE, model)
     parameters = config.parameters
     seed_everything(source.card.get("training", {}).get("seed", 0), recipe.threads)
     recipe.load_data()  # the same splits as the trained version (fixed seeds)

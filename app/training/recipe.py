@@ -71,7 +71,7 @@ class Recipe(ABC):
     """One model: data -> torch training -> ONNX version. Subclasses set the class attributes."""
 
     name: ClassVar[str]  # model name in the repository
-    task: ClassVar[str]  # a task of app.protocol.model_config.TASKS
+    task: ClassVar[str]  # a task of app.tasks.registry
     expected_minutes: ClassVar[float]  # full-profile wall time on 2 cores; ``all`` trains fastest first
     source: ClassVar[DataSource]
     threads: ClassVar[int] = TRAINING_THREADS  # torch intra-op threads while training (fixed: part of determinism)

@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from app.protocol.model_config import load_config
+from app.tasks.registry import load_model_config
 from app.repository.training import clear_status, write_status
 from app.training.card import RunClock, build_card, write_card
 from app.training.progress import set_reporter
@@ -50,7 +50,7 @@ def run_recipe(
 
     # The server reads the model's config.yaml; evaluation uses the same parameters it will.
     ensure_config(model_dir, recipe.model_config())
-    parameters = load_config(model_dir / CONFIG_FILE, recipe.name).parameters
+    parameters = load_model_config(model_dir / CONFIG_FILE, recipe.name).parameters
     with staging_dir(repository, recipe.name) as staging:
         exported = recipe.export(model, staging)
         assets = recipe.write_assets(staging)

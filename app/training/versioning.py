@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from app.protocol.model_config import load_config
+from app.tasks.registry import load_model_config
 
 CONFIG_FILE = "config.yaml"
 
@@ -58,13 +58,13 @@ def ensure_config(model_dir: Path, config: dict[str, Any]) -> bool:
     validated with the server's own loader first. Returns whether it was written."""
     path = Path(model_dir) / CONFIG_FILE
     if path.exists():
-        load_config(path, model_dir.name)
+        load_model_config(path, model_dir.name)
         return False
     header = "# Written by `python -m app.training` when missing; edit freely, it is not overwritten.\n"
     text = header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
     model_dir.mkdir(parents=True, exist_ok=True)
     scratch = path.with_suffix(".yaml.tmp")
     scratch.write_text(text)
-    load_config(scratch, model_dir.name)
+    load_model_config(scratch, model_dir.name)
     os.replace(scratch, path)
     return True

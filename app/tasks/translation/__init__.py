@@ -1,1 +1,17 @@
 """Translation: encoder once, then a decode loop over the decoder_step graph (``decoding``)."""
+
+from app.tasks.base import Task
+from app.tasks.translation import client
+from app.tasks.translation.pipeline import TranslationPipeline
+
+TASK = Task(
+    pipeline=TranslationPipeline,
+    summary="translate German texts to English",
+    rpc="Translation",
+    grpc_request="dendrite.v1.TranslationRequest",
+    grpc_response="dendrite.v1.TranslationResponse",
+    add_arguments=client.add_arguments,
+    request_fields=client.request_fields,
+    format=client.format_answer,
+    samples=client.samples,
+)

@@ -1,7 +1,8 @@
 """Dendrite's typed task service (``dendrite.v1.Predict``): one RPC per task, each a thin
 translation onto ``DataPlane.predict``, the same call REST ``POST /predict/{task}`` makes.
 
-The messages mirror the tasks' pydantic models field for field (protos/dendrite/v1/predict.proto),
+The methods are built from the task registry (``app.tasks.registry``), so a task needs no
+hand-written method here. The messages mirror the tasks' pydantic models field for field (protos/dendrite/v1/predict.proto),
 so one generic translation serves every task: a request goes through protobuf's JSON mapping
 into the task's pydantic request, validated as REST validates it (image files skip the mapping,
 which would base64-encode them, and arrive as bytes, as a REST multipart upload does); the answer goes back through the task's pydantic
@@ -10,56 +11,53 @@ response model, as REST's ``response_model`` does, so both transports return the
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import functools
+from typing import Any
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from app.dataplane import DataPlane
-from app.tasks.base import Pipeline, TaskRequest, TaskResponse
-from app.tasks.image.pipeline import ImageFiles, ImagePipeline
-from app.tasks.recommendation.pipeline import RecommendationPipeline
-from app.tasks.sentiment.pipeline import SentimentPipeline
-from app.tasks.translation.pipeline import TranslationPipeline
-from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
-from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc as pb_grpc
 from app.runtime import workers
+from app.tasks.base import Task, TaskRequest, TaskResponse
+from app.transports.grpc.messages import PREDICT_SERVICE as SERVICE_NAME
+from app.transports.grpc.messages import message_class
 from app.transports.grpc.rpc import deadline_of, received_size, rpc_handler
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Predict"].full_name
 
-Reply = TypeVar("Reply", bound=Message)
+class PredictServicer:
+    """One method per registered task: ``/dendrite.v1.Predict/<task.rpc>``."""
 
-
-class PredictServicer(pb_grpc.PredictServicer):
-    def __init__(self, dataplane: DataPlane):
+    def __init__(self, dataplane: DataPlane, tasks: list[Task]):
         self.dataplane = dataplane
+        self.tasks = tasks
 
-    @rpc_handler
-    async def Image(self, request: pb.ImageRequest, context) -> pb.ImageResponse:
-        # the files as the bytes they are (no base64 round trip)
-        return await self.predict(ImagePipeline, request, pb.ImageResponse, context, ImageFiles, ("images",))
+    def handler(self) -> grpc.GenericRpcHandler:
+        methods = {}
+        for task in self.tasks:
+            request, reply = message_class(task.grpc_request), message_class(task.grpc_response)
+            methods[task.rpc] = grpc.unary_unary_rpc_method_handler(
+                self.method(task, reply), request_deserializer=request.FromString,
+                response_serializer=reply.SerializeToString)  # fmt: skip
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 
-    @rpc_handler
-    async def Sentiment(self, request: pb.SentimentRequest, context) -> pb.SentimentResponse:
-        return await self.predict(SentimentPipeline, request, pb.SentimentResponse, context)
+    def method(self, task: Task, reply: type[Message]):
+        async def call(servicer: PredictServicer, request: Message, context) -> Message:
+            return await servicer.predict(task, request, reply, context)
 
-    @rpc_handler
-    async def Translation(self, request: pb.TranslationRequest, context) -> pb.TranslationResponse:
-        return await self.predict(TranslationPipeline, request, pb.TranslationResponse, context)
+        call.__name__ = task.rpc  # the server log names the method
+        return functools.partial(rpc_handler(call), self)  # a partial of a coroutine function: grpc.aio awaits it
 
-    @rpc_handler
-    async def Recommendation(self, request: pb.RecommendationRequest, context) -> pb.RecommendationResponse:
-        return await self.predict(RecommendationPipeline, request, pb.RecommendationResponse, context)
-
-    async def predict(self, pipeline: type[Pipeline], request: Message, reply: type[Reply], context,
-                      request_type: type[TaskRequest] | None = None, raw_fields: tuple[str, ...] = ()) -> Reply:
+    async def predict(self, task: Task, request: Message, reply: type[Message], context) -> Message:
         deadline = deadline_of(context)
+        # the files as the bytes they are (no base64 round trip)
+        request_type, raw_fields = (task.files.request, (task.files.field,)) if task.files else (task.request, ())
         with self.dataplane.refusals(None, "grpc"):  # model "": as REST, where it is in the unvalidated body
             task_request = await workers.offload_if_large(received_size(request), to_task_request, request,
-                                                          request_type or pipeline.request_type, raw_fields)
-        result = await self.dataplane.predict(pipeline.task, task_request, protocol="grpc", deadline=deadline)
-        return to_reply(result, pipeline.response_type, reply)
+                                                          request_type, raw_fields)  # fmt: skip
+        result = await self.dataplane.predict(task.name, task_request, protocol="grpc", deadline=deadline)
+        return to_reply(result, task.response, reply)
 
 
 def to_task_request(message: Message, request_type: type[TaskRequest], raw_fields: tuple[str, ...] = ()) -> TaskRequest:
@@ -75,6 +73,6 @@ def to_task_request(message: Message, request_type: type[TaskRequest], raw_field
     return request_type.validated({**data, **raw})
 
 
-def to_reply(result: dict[str, Any], response_type: type[TaskResponse], reply: type[Reply]) -> Reply:
+def to_reply(result: dict[str, Any], response_type: type[TaskResponse], reply: type[Message]) -> Message:
     """The data plane's answer, typed by the task's response model (as REST serialises it), as the reply message."""
     return json_format.ParseDict(response_type.model_validate(result).model_dump(mode="json"), reply())

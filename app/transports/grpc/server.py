@@ -17,9 +17,9 @@ from app.config import Settings
 from app.dataplane import DataPlane
 from app.errors import InvalidInput
 from app.runtime import workers
+from app.tasks import registry
 from app.transports.grpc import oip, predict
 from app.transports.grpc.rpc import RECEIVED_BYTES
-from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as oip_grpc
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class GrpcServer:
             ("grpc.so_reuseport", int(settings.worker_count() > 1)),
         ])  # fmt: skip
         oip_grpc.add_GRPCInferenceServiceServicer_to_server(oip.InferenceServicer(dataplane), self.server)
-        predict_pb2_grpc.add_PredictServicer_to_server(predict.PredictServicer(dataplane), self.server)
+        self.server.add_generic_rpc_handlers((predict.PredictServicer(dataplane, list(registry.tasks().values())).handler(),))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         # Reflection lets grpcurl and Postman discover the API without the .proto files.

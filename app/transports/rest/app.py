@@ -11,6 +11,7 @@ from app import __version__
 from app.config import Settings
 from app.dataplane import DataPlane
 from app.metrics import CONTENT_TYPE, Metrics
+from app.tasks import registry
 from app.transports.rest import errors, guard, oip, openapi, predict, ui
 
 
@@ -51,7 +52,7 @@ def create_app(service: Service) -> FastAPI:
     errors.install(app)
     app.include_router(oip.router)
     app.include_router(oip.repository_router)
-    app.include_router(predict.router)
+    app.include_router(predict.task_router(list(registry.tasks().values())))
     openapi.install(app)
     ui.install(app, service.metrics)  # playground at /, GET /status, offline /docs and /redoc
     app.add_middleware(oip.InferFastPath)

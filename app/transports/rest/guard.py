@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import auth
 from app.config import Settings
 from app.errors import PayloadTooLarge, Unauthenticated
-from app.tasks.registry import PIPELINES
+from app.tasks import registry
 from app.transports.rest import errors
 
 
@@ -50,7 +50,7 @@ class Guard:
         self.settings = settings
         self.any_keys = bool(settings.api_keys or settings.repository_api_keys)
         # A task route's body is bounded by what its item limits allow, so an oversized one costs no parsing.
-        self.body_limits = {f"/predict/{task}": p.request_type.body_limit(settings) for task, p in PIPELINES.items()}
+        self.body_limits = {f"/predict/{name}": task.request.body_limit(settings) for name, task in registry.tasks().items()}
         self.default_body_limit = (settings.max_request_bytes, "DENDRITE_MAX_REQUEST_BYTES")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
