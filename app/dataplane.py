@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator
 
 import numpy as np
 
 from app import __version__
+from app.protocol import deadlines
 from app.protocol.datatypes import oip_datatype
 from app.config import Settings
 from app.errors import DendriteError, Forbidden, InvalidInput, ModelNotReady, NotFound, outcome_of
@@ -170,12 +171,7 @@ class DataPlane:
             graph = mv.graph(graph_name)
             feeds = validate_inputs(mv, graph.inputs, request.inputs)
             wanted = _requested_outputs(graph.outputs, request.outputs)
-            timeout_us = request.parameters.get("timeout")
-            if timeout_us is not None:
-                if not isinstance(timeout_us, int) or isinstance(timeout_us, bool) or timeout_us <= 0:
-                    raise InvalidInput(f"parameter 'timeout' must be a positive integer of microseconds, got {timeout_us!r}")
-                own = time.monotonic() + timeout_us / 1e6
-                deadline = own if deadline is None else min(deadline, own)
+            deadline = deadlines.earliest(deadline, deadlines.from_timeout_parameter(request.parameters.get("timeout")))
             result = await mv.infer(feeds, graph=graph_name, deadline=deadline)
             outputs = []
             for name, requested in wanted.items():  # in the order the client asked for them

@@ -33,6 +33,7 @@ from typing import Generic, TypeVar
 
 from app.batching.batcher import BatchObserver, NullObserver
 from app.errors import DeadlineExceeded, Overloaded
+from app.protocol import deadlines
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -51,9 +52,8 @@ class Group:
 
     def __init__(self, members: list[_Waiting]):
         self._members = members
-        deadlines = [w.deadline for w in members]
-        # the group runs as long as its most patient caller waits (None: one caller has no deadline)
-        self.deadline: float | None = None if None in deadlines else max(deadlines)  # type: ignore[type-var]
+        # the group runs as long as its most patient caller waits
+        self.deadline: float | None = deadlines.latest([w.deadline for w in members])
 
     def live(self) -> list[bool]:
         """Per item of the group, in order: does its caller still wait for it? (Safe from any thread.)"""

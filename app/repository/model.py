@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from app.batching.batcher import BatchResult, DynamicBatcher
+from app.protocol import deadlines
 from app.protocol.datatypes import OIP_TO_NUMPY
 from app.config import Settings
 from app.errors import InvalidInput, ModelNotReady
@@ -198,15 +199,11 @@ class ModelVersion:
 
     # ------------------------------------------------------------------ serving
     def task_infer(self, deadline: float | None) -> "BatchedInfer":
-        # The default deadline bounds the whole task request (a translation's coalescing and every
-        # decode step under one deadline), not each graph run on its own.
+        # The default deadline bounds the whole task request, not each graph run (app.protocol.deadlines).
         return BatchedInfer(self, self._with_default_deadline(deadline))
 
     def _with_default_deadline(self, deadline: float | None) -> float | None:
-        default_us = self.config.dynamic_batching.default_timeout_microseconds
-        if deadline is None and default_us:
-            return time.monotonic() + default_us / 1e6
-        return deadline
+        return deadlines.or_default(deadline, self.config.dynamic_batching.default_timeout_microseconds)
 
     async def infer(
         self, inputs: dict[str, np.ndarray], *, graph: str | None = None, deadline: float | None = None,

@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from contextvars import ContextVar
 from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
 
 from app.errors import UNEXPECTED, DendriteError
+from app.protocol import deadlines
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,5 @@ def rpc_handler(method: Handler) -> Handler:
 def deadline_of(context: grpc.aio.ServicerContext) -> float | None:
     """The client's gRPC deadline as a ``time.monotonic()`` instant (None: no deadline), so the
     batcher drops the request without compute once nobody waits for the answer."""
-    remaining = context.time_remaining()
-    return None if remaining is None else time.monotonic() + remaining
+    return deadlines.from_remaining(context.time_remaining())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,7 +11,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.transports.rest import codec
 from app.dataplane import DataPlane
-from app.errors import DendriteError, InvalidInput, PayloadTooLarge
+from app.errors import DendriteError, PayloadTooLarge
+from app.protocol import deadlines
 from app.runtime import workers
 from app.transports.rest import errors, schemas
 
@@ -74,16 +74,7 @@ async def model_ready(request: Request, model: str, version: str | None = None):
 
 def request_deadline(request: Request) -> float | None:
     """``X-Request-Timeout: <seconds>``: the client's deadline, carried into the batcher."""
-    value = request.headers.get(TIMEOUT_HEADER)
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise InvalidInput(f"{TIMEOUT_HEADER} must be a number of seconds, got {value!r}") from None
-    if not seconds > 0:
-        raise InvalidInput(f"{TIMEOUT_HEADER} must be positive, got {value!r}")
-    return time.monotonic() + seconds
+    return deadlines.from_seconds_header(TIMEOUT_HEADER, request.headers.get(TIMEOUT_HEADER))
 
 
 async def read_body(request: Request, limit: int) -> bytes:
