@@ -5,48 +5,37 @@ Two key sets (``app.config``): ``api_keys`` for everything that serves or descri
 load/unload take the ``api_keys``, so setting keys never leaves model control open. Health
 (liveness/readiness) is always open so probes need no secret; ``/metrics`` is open unless
 ``metrics_require_key``. Clients send ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``
-(gRPC: the same names as metadata). Each transport asks ``required_keys`` and ``authorized``;
-the REST check is an ASGI middleware (``app.transports.rest.guard``) so it also covers the
-infer fast path, the gRPC one a server interceptor.
+(gRPC: the same names as metadata). Each transport declares the ``Access`` of its routes or
+methods (``app.transports.rest.guard.access_of``, ``app.transports.grpc.server.access_of``); this
+module says which keys each access takes and checks them. The REST check is an ASGI middleware
+so it also covers the infer fast path, the gRPC one a server interceptor.
 """
 
 from __future__ import annotations
 
+import enum
 import hmac
 from typing import Iterable, Sequence
 
 from app.config import Settings
 
-# REST paths that never need a key (probes, the API description, the playground page).
-PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect", "/redoc",
-                          "/openapi.json", "/"})  # fmt: skip
-# Static files (Swagger UI / ReDoc assets, the playground's JS and CSS): no data in them; the
-# routes the playground calls (/status, /predict/...) still need a key.
-PUBLIC_PREFIXES = ("/docs-assets/", "/playground/")
-# gRPC methods that never need a key (probes, discovery).
-PUBLIC_GRPC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-PUBLIC_GRPC_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive",
-                                 "/inference.GRPCInferenceService/ServerReady"})  # fmt: skip
+class Access(enum.Enum):
+    """What a route or method needs, declared by the transport that serves it."""
+
+    OPEN = "open"  # probes, the API description, static assets: never a key
+    METRICS = "metrics"  # /metrics: a key only with DENDRITE_METRICS_REQUIRE_KEY
+    SERVING = "serving"  # serving and describing models: DENDRITE_API_KEYS
+    REPOSITORY = "repository"  # load/unload: DENDRITE_REPOSITORY_API_KEYS, else DENDRITE_API_KEYS
 
 
-def required_keys(settings: Settings, path: str) -> tuple[Sequence[str], str]:
-    """The keys one of which a REST request to ``path`` must present (empty: none needed), and
-    the message a request without one gets."""
-    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+def required_keys(settings: Settings, access: Access) -> tuple[Sequence[str], str]:
+    """The keys one of which a call with ``access`` must present (empty: none needed), and the
+    message a call without one gets."""
+    if access is Access.OPEN or (access is Access.METRICS and not settings.metrics_require_key):
         return (), ""
-    if path.startswith("/v2/repository/models/") and path.endswith(("/load", "/unload")):
-        if settings.repository_api_keys:
-            return settings.repository_api_keys, MISSING_REPOSITORY
-        return settings.api_keys, MISSING
-    if path == "/metrics" and not settings.metrics_require_key:
-        return (), ""
+    if access is Access.REPOSITORY and settings.repository_api_keys:
+        return settings.repository_api_keys, MISSING_REPOSITORY
     return settings.api_keys, MISSING
-
-
-def required_grpc_keys(settings: Settings, method: str) -> Sequence[str]:
-    if method in PUBLIC_GRPC_METHODS or method.startswith(PUBLIC_GRPC_PREFIXES):
-        return ()
-    return settings.api_keys
 
 
 def presented_key(authorization: str | None, api_key: str | None) -> str | None:

@@ -28,25 +28,18 @@ def test_authorized_compares_every_key():
     assert auth.authorized("ключ", ["ключ"])  # non-ASCII keys work (compared as UTF-8 bytes)
 
 
-def test_required_keys_per_route():
+def test_required_keys_per_access():
     s = Settings(api_keys=["k"], repository_api_keys=["r"])
-    assert auth.required_keys(s, "/v2/health/ready")[0] == ()
-    assert auth.required_keys(s, "/v2/health/live")[0] == ()
-    assert auth.required_keys(s, "/metrics")[0] == ()
-    assert auth.required_keys(Settings(api_keys=["k"], metrics_require_key=True), "/metrics")[0] == ["k"]
-    for path in ("/v2", "/v2/models/m/infer", "/predict/image", "/v2/repository/index", "/v2/models/m/ready"):
-        assert auth.required_keys(s, path)[0] == ["k"], path
-    for path in ("/v2/repository/models/m/load", "/v2/repository/models/m/unload"):
-        keys, message = auth.required_keys(s, path)
-        assert keys == ["r"] and "DENDRITE_REPOSITORY_API_KEYS" in message
+    assert auth.required_keys(s, auth.Access.OPEN)[0] == ()
+    assert auth.required_keys(s, auth.Access.METRICS)[0] == ()
+    assert auth.required_keys(Settings(api_keys=["k"], metrics_require_key=True), auth.Access.METRICS)[0] == ["k"]
+    assert auth.required_keys(s, auth.Access.SERVING)[0] == ["k"]
+    keys, message = auth.required_keys(s, auth.Access.REPOSITORY)
+    assert keys == ["r"] and "DENDRITE_REPOSITORY_API_KEYS" in message
     # no repository keys of their own: load/unload take the inference keys rather than stay open
-    keys, message = auth.required_keys(Settings(api_keys=["k"]), "/v2/repository/models/m/load")
+    keys, message = auth.required_keys(Settings(api_keys=["k"]), auth.Access.REPOSITORY)
     assert keys == ["k"] and "DENDRITE_API_KEYS" in message
-    assert auth.required_keys(Settings(), "/v2/repository/models/m/unload")[0] == []
-    assert auth.required_grpc_keys(s, "/grpc.health.v1.Health/Check") == ()
-    assert auth.required_grpc_keys(s, "/inference.GRPCInferenceService/ServerReady") == ()
-    assert auth.required_grpc_keys(s, "/inference.GRPCInferenceService/ModelInfer") == ["k"]
-    assert auth.required_grpc_keys(s, "/dendrite.v1.Predict/Image") == ["k"]
+    assert auth.required_keys(Settings(), auth.Access.REPOSITORY)[0] == []
 
 
 def test_serving_code_never_unpickles():

@@ -29,6 +29,17 @@ HEALTH_SERVICES = ("", oip.SERVICE_NAME, predict.SERVICE_NAME)
 READINESS_POLL_SECONDS = 1.0
 
 
+# gRPC methods that never need a key (probes, discovery); every other method serves or describes models.
+OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+OPEN_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive",
+                          "/inference.GRPCInferenceService/ServerReady"})  # fmt: skip
+
+
+def access_of(method: str) -> auth.Access:
+    """What a call of ``method`` needs (``app.auth`` says which keys that takes)."""
+    return auth.Access.OPEN if method in OPEN_METHODS or method.startswith(OPEN_PREFIXES) else auth.Access.SERVING
+
+
 class KeyInterceptor(grpc.aio.ServerInterceptor):
     """API keys (``app.auth``) from the ``authorization: Bearer <key>`` or ``x-api-key`` metadata;
     health, reflection, ServerLive and ServerReady stay open."""
@@ -50,7 +61,7 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):
         }
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        keys = auth.required_grpc_keys(self.settings, details.method)
+        keys, _ = auth.required_keys(self.settings, access_of(details.method))
         if keys:
             metadata = dict(details.invocation_metadata or ())
             if not auth.authorized(auth.presented_key(metadata.get("authorization"), metadata.get("x-api-key")), keys):

@@ -40,6 +40,25 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# REST paths that never need a key (probes, the API description, the playground page).
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/docs/oauth2-redirect", "/redoc",
+                        "/openapi.json", "/"})  # fmt: skip
+# Static files (Swagger UI / ReDoc assets, the playground's JS and CSS): no data in them; the
+# routes the playground calls (/status, /predict/...) still need a key.
+OPEN_PREFIXES = ("/docs-assets/", "/playground/")
+
+
+def access_of(path: str) -> auth.Access:
+    """What a REST request to ``path`` needs (``app.auth`` says which keys that takes)."""
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        return auth.Access.OPEN
+    if path.startswith("/v2/repository/models/") and path.endswith(("/load", "/unload")):
+        return auth.Access.REPOSITORY
+    if path == "/metrics":
+        return auth.Access.METRICS
+    return auth.Access.SERVING
+
+
 def watches_disconnect(method: str, path: str) -> bool:
     return method == "POST" and (path.endswith("/infer") or path.startswith("/predict/"))
 
@@ -59,7 +78,7 @@ class Guard:
             return
         path = scope["path"]
         if self.any_keys:
-            keys, message = auth.required_keys(self.settings, path)
+            keys, message = auth.required_keys(self.settings, access_of(path))
             if keys:
                 given = auth.presented_key(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
                 if not auth.authorized(given, keys):

@@ -11,14 +11,25 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app import auth
+from app.config import Settings
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
+from app.transports.grpc.server import access_of
 from tests.support import affine_model, live_server, write_model
 
 Tensor = pb.ModelInferRequest.InferInputTensor
 METHODS = ["/inference.GRPCInferenceService/ModelInfer", "/inference.GRPCInferenceService/ModelMetadata",
            "/inference.GRPCInferenceService/ModelReady", "/dendrite.v1.Predict/Image", "/dendrite.v1.Predict/Sentiment",
            "/dendrite.v1.Predict/Translation", "/dendrite.v1.Predict/Recommendation"]  # fmt: skip
+
+
+def test_required_keys_per_method():
+    s = Settings(api_keys=["k"], repository_api_keys=["r"])
+    assert auth.required_keys(s, access_of("/grpc.health.v1.Health/Check"))[0] == ()
+    assert auth.required_keys(s, access_of("/inference.GRPCInferenceService/ServerReady"))[0] == ()
+    assert auth.required_keys(s, access_of("/inference.GRPCInferenceService/ModelInfer"))[0] == ["k"]
+    assert auth.required_keys(s, access_of("/dendrite.v1.Predict/Image"))[0] == ["k"]
 
 
 @pytest.fixture(scope="module")

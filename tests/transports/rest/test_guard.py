@@ -11,10 +11,29 @@ import httpx
 import numpy as np
 import pytest
 
+from app import auth
+from app.config import Settings
+from app.transports.rest.guard import access_of
 from tests.reliability.process import binary_body
 from tests.support import affine_model, live_server, matmul_chain_model, write_model
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+
+
+def test_required_keys_per_route():
+    s = Settings(api_keys=["k"], repository_api_keys=["r"])
+    assert auth.required_keys(s, access_of("/v2/health/ready"))[0] == ()
+    assert auth.required_keys(s, access_of("/v2/health/live"))[0] == ()
+    assert auth.required_keys(s, access_of("/metrics"))[0] == ()
+    assert auth.required_keys(Settings(api_keys=["k"], metrics_require_key=True), access_of("/metrics"))[0] == ["k"]
+    for path in ("/v2", "/v2/models/m/infer", "/predict/image", "/v2/repository/index", "/v2/models/m/ready"):
+        assert auth.required_keys(s, access_of(path))[0] == ["k"], path
+    for path in ("/v2/repository/models/m/load", "/v2/repository/models/m/unload"):
+        keys, message = auth.required_keys(s, access_of(path))
+        assert keys == ["r"] and "DENDRITE_REPOSITORY_API_KEYS" in message
+    keys, message = auth.required_keys(Settings(api_keys=["k"]), access_of("/v2/repository/models/m/load"))
+    assert keys == ["k"] and "DENDRITE_API_KEYS" in message
+    assert auth.required_keys(Settings(), access_of("/v2/repository/models/m/unload"))[0] == []
 
 
 @pytest.fixture(scope="module")
