@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1024)
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.support import matmul_chain_model, save
+    from testkit.models import matmul_chain_model, save
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

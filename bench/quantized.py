@@ -28,7 +28,8 @@ import numpy as np
 import orjson
 import yaml
 
-from bench.common import Server, load_average
+from testkit.metrics import load_average
+from testkit.server import Server
 from bench.tasks import RESULTS, cell, photos, show, task_payloads
 
 CONCURRENCY = (16,)

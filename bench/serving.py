@@ -38,7 +38,7 @@ import orjson
 import yaml
 
 from bench import models as bench_models
-from bench.common import Server
+from testkit.server import Server
 
 RESULTS = Path(__file__).parent / "results"
 CONCURRENCY = (1, 16, 64)

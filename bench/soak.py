@@ -20,7 +20,6 @@ import os
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
@@ -29,9 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.reliability.process import ServerProcess, Tally, closed_loop, infer_once  # noqa: E402
-from tests.reliability.test_overload import cases, chain_reference, check  # noqa: E402
-from tests.support import matmul_chain_model, write_model  # noqa: E402
+from testkit.load import Tally, closed_loop, infer_once  # noqa: E402
+from testkit.server import ServerProcess  # noqa: E402
+from testkit.models import chain_weights, matmul_chain_model, write_model  # noqa: E402
+from testkit.oip import chain_cases, check_chain_answer  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:
@@ -55,7 +55,7 @@ async def soak(url: str, work: list, rate: float, seconds: float, window: float,
                 tally, window_start = Tally(), now
             if next_at > now:
                 await asyncio.sleep(next_at - now)
-            t = loop.create_task(infer_once(session, url, rng.choice(work), tally, check))
+            t = loop.create_task(infer_once(session, url, rng.choice(work), tally, check_chain_answer))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
             next_at += rng.expovariate(rate)
@@ -90,10 +90,10 @@ def main() -> None:
         repo = Path(tmp)
         model = matmul_chain_model(width=1024, depth=16)
         write_model(repo, "heavy", model, {"max_batch_size": 32, "dynamic_batching": {"max_queue_size": 64}})
-        work = cases(chain_reference(model))
+        work = chain_cases(chain_weights(model))
         with ServerProcess(repo) as server:
             url = f"{server.url}/v2/models/heavy/infer"
-            _, capacity = asyncio.run(closed_loop(url, work, concurrency=6, seconds=10, check=check))
+            _, capacity = asyncio.run(closed_loop(url, work, concurrency=6, seconds=10, check=check_chain_answer))
             rate = args.load * capacity
             print(f"capacity {capacity:.1f} req/s; offering {rate:.1f} req/s ({args.load:.0%}) for {seconds:.0f}s; "
                   f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip

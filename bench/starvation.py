@@ -27,7 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import Server, load_average
+from testkit.metrics import load_average
+from testkit.server import Server
 from app.tasks.translation.client import SAMPLE_SENTENCES
 from bench.tasks import link_repo, photos, scan, train_smoke
 

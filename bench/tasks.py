@@ -44,7 +44,8 @@ import orjson
 import yaml
 
 from app.tasks import registry
-from bench.common import Server, load_average, metric, parse_metrics
+from testkit.metrics import load_average, metric, parse_metrics
+from testkit.server import Server
 
 RESULTS = Path(__file__).parent / "results"
 CONCURRENCY = (16, 64)

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import Server, load_average, metric
+from testkit.metrics import load_average, metric
+from testkit.server import Server
 from bench.serving import binary_body, wrk, write_repo
 
 CLIENTS = 64

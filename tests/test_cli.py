@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from app.cli import main
-from tests.support import affine_model, live_server, write_model
+from testkit.models import affine_model, write_model
+from tests.support import live_server
 
 TRANSPORTS = ["rest", "grpc"]
 

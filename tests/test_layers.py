@@ -4,6 +4,9 @@ Every ``import`` counts, at module level or inside a function (a deferred import
 dependency); only imports under ``if TYPE_CHECKING:`` are exempt, as they never run. Inside one
 part (``app.transports``, ``app.tasks``...) modules import each other freely, except where
 ``SIBLINGS`` keeps two sub-packages apart.
+
+Outside ``app``, the same holds between the checkout's top-level trees (``TREES``): tests and benches
+share ``testkit`` instead of importing each other, and ``app`` imports none of them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-APP = Path(__file__).resolve().parents[1] / "app"
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app"
 
 # Bottom to top. A part may import the parts before it, never one after it.
 LAYERS = (
@@ -41,6 +45,16 @@ LAYERS = (
 )
 # Sub-packages of one part that must not import each other.
 SIBLINGS = (("app.transports.rest", "app.transports.grpc"),)
+# The top-level trees of the checkout and the ones each may import (besides itself and libraries).
+# tests import bench only inside the tests of a bench module (tests/tasks/test_registry.py), never
+# for tooling: that is testkit.
+TREES = {
+    "app": (),
+    "testkit": ("app",),
+    "bench": ("app", "testkit"),
+    "tools": ("app",),
+    "tests": ("app", "testkit", "tools", "bench"),
+}
 
 
 def module_name(path: Path, root: Path = APP) -> str:
@@ -67,8 +81,8 @@ def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
-def imports_of(path: Path, root: Path = APP) -> list[tuple[int, str]]:
-    """(line, imported module) for every import of an ``app`` module in the file that can run."""
+def imports_of(path: Path, root: Path = APP, package: str = "app") -> list[tuple[int, str]]:
+    """(line, imported module) for every import of a ``package`` module in the file that can run."""
     tree = ast.parse(path.read_text(), str(path))
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     found: list[tuple[int, str]] = []
@@ -82,7 +96,7 @@ def imports_of(path: Path, root: Path = APP) -> list[tuple[int, str]]:
         else:
             continue
         if not _type_checking_only(node, parents):
-            found += [(node.lineno, n) for n in names if n == "app" or n.startswith("app.")]
+            found += [(node.lineno, n) for n in names if n == package or n.startswith(package + ".")]
     return found
 
 
@@ -159,3 +173,31 @@ def test_rest_and_grpc_stay_apart(tmp_path):
     (fake_app / "transports" / "rest" / "oip.py").write_text("from app.transports.grpc import codec\n")
     found = violations(fake_app)
     assert len(found) == 1 and "stay apart" in found[0], found
+
+
+def tree_violations(root: Path = ROOT) -> list[str]:
+    found = []
+    for tree, allowed in TREES.items():
+        for path in sorted((root / tree).rglob("*.py")):
+            if "generated" in path.parts:
+                continue
+            for other in TREES:
+                if other == tree or other in allowed:
+                    continue
+                for line, imported in imports_of(path, root / other, package=other):
+                    found.append(f"{path.relative_to(root)}:{line}: {tree} imports {imported} ({tree} may import "
+                                 f"{', '.join(allowed) or 'no other tree'}: TREES)")
+    return found
+
+
+def test_trees_import_only_what_they_may():
+    assert tree_violations() == []
+
+
+def test_a_bench_importing_tests_is_caught(tmp_path):
+    for tree in TREES:
+        (tmp_path / tree).mkdir()
+    (tmp_path / "tests" / "support.py").write_text("")
+    (tmp_path / "bench" / "soak.py").write_text("def later():\n    from tests.support import live_server\n")
+    found = tree_violations(tmp_path)
+    assert len(found) == 1 and "bench/soak.py:2: bench imports tests.support" in found[0], found

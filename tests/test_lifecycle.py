@@ -21,7 +21,8 @@ from app.cli import main
 from app.repository.training import STATUS_FILE, clear_status, read_status, write_status
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.support import affine_model, live_server, save, write_model
+from testkit.models import affine_model, save, write_model
+from tests.support import live_server
 
 TRAINEE = "trainee"
 POLL = 0.2

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as predict_pb
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc as predict_grpc
-from tests.support import COPY_WORDS, affine_model, live_server, write_copying_translation, write_model
+from testkit.models import COPY_WORDS, affine_model, write_copying_translation, write_model
+from tests.support import live_server
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:

@@ -13,7 +13,7 @@ from app.batching.batcher import DynamicBatcher, PeerEstimate, partial_batch_com
 from app.errors import DeadlineExceeded, InvalidInput, Overloaded
 from app.protocol.model_config import InstanceGroup
 from app.runtime.session import RuntimeOptions, SessionPool
-from tests.support import affine_model, identity_model, lookup_model, matmul_chain_model, save
+from testkit.models import affine_model, identity_model, lookup_model, matmul_chain_model, save
 
 
 class Observer:

@@ -32,7 +32,8 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.tools import DEPLOY, ROOT, compose_env, tool
-from tests.support import affine_model, free_port, write_model
+from testkit.models import affine_model, write_model
+from testkit.server import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

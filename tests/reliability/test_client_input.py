@@ -14,7 +14,8 @@ import pytest
 from app.protocol.model_config import ConfigError, load_config
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.support import live_server, lookup_model, write_model
+from testkit.models import lookup_model, write_model
+from tests.support import live_server
 
 ROWS = 10
 RANGED = {"max_batch_size": 8, "inputs": [{"name": "user", "datatype": "INT64", "shape": [], "min": 0, "max": ROWS - 1}]}

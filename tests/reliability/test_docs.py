@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.reliability.process import ROOT
+from testkit.server import ROOT
 
 DOC = ROOT / "docs" / "reliability.md"
 

@@ -28,7 +28,8 @@ from app.tasks.image.pipeline import EXAMPLE_IMAGE
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2, predict_pb2_grpc
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.support import affine_model, identity_model, live_server, lookup_model, write_model
+from testkit.models import affine_model, identity_model, lookup_model, write_model
+from tests.support import live_server
 
 EXAMPLES = int(os.environ.get("DENDRITE_FUZZ_EXAMPLES", "300"))
 CLIENT_CODES_ONLY = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}

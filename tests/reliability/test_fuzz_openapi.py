@@ -20,7 +20,8 @@ from schemathesis import GenerationMode, checks
 from app.config import Settings
 from app.server import Service
 from app.transports.rest.app import create_app
-from tests.support import affine_model, identity_model, live_server, write_model
+from testkit.models import affine_model, identity_model, write_model
+from tests.support import live_server
 
 EXAMPLES = int(os.environ.get("DENDRITE_FUZZ_EXAMPLES", "300"))
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.response_schema_conformance,

@@ -17,7 +17,8 @@ import onnxruntime as ort
 
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.support import affine_model, live_server, write_model
+from testkit.models import affine_model, write_model
+from tests.support import live_server
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 CONFIG = {"max_batch_size": 8}

@@ -14,7 +14,8 @@ import pytest
 
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.support import affine_model, live_server, write_model
+from testkit.models import affine_model, write_model
+from tests.support import live_server
 
 LIMIT = 64 * 1024
 

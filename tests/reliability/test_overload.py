@@ -13,43 +13,15 @@ import os
 import time
 
 import aiohttp
-import numpy as np
 import pytest
-from onnx import numpy_helper
 
-from tests.reliability.process import ServerProcess, binary_body, closed_loop, decode_binary_output, open_loop
-from tests.support import affine_model, matmul_chain_model, write_model
+from testkit.load import closed_loop, open_loop
+from testkit.oip import chain_cases, check_chain_answer
+from testkit.server import ServerProcess
+from testkit.models import affine_model, chain_weights, matmul_chain_model, write_model
 
 WIDTH, DEPTH = 1024, 16
 SECONDS = float(os.environ.get("DENDRITE_TEST_OVERLOAD_SECONDS", "30"))
-
-
-def chain_reference(model) -> list[np.ndarray]:
-    return [numpy_helper.to_array(t) for t in sorted(model.graph.initializer, key=lambda t: int(t.name[1:]))]
-
-
-def cases(weights: list[np.ndarray], n: int = 24, seed: int = 0) -> list:
-    """Precomputed (body, headers, expected y) with 1..16 rows: varying batch shapes."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        x = rng.standard_normal((int(rng.integers(1, 17)), WIDTH)).astype(np.float32)
-        y = x.astype(np.float64)
-        for w in weights:
-            y = y @ w
-        body, headers = binary_body(x)
-        out.append((body, headers, y.astype(np.float32)))
-    return out
-
-
-def check(response: aiohttp.ClientResponse, data: bytes, expected: np.ndarray) -> str | None:
-    n = int(response.headers["Inference-Header-Content-Length"])
-    _, y = decode_binary_output(data, n, "y")
-    if y.shape != expected.shape:
-        return f"shape {y.shape} != {expected.shape}"
-    if not np.allclose(y, expected, rtol=1e-3, atol=1e-3):
-        return f"values differ by {np.abs(y - expected).max()}"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +30,7 @@ def repo(tmp_path_factory):
     model = matmul_chain_model(width=WIDTH, depth=DEPTH)
     write_model(root, "heavy", model, {"max_batch_size": 32, "dynamic_batching": {"max_queue_size": 8}})
     write_model(root, "affine", affine_model(), {"max_batch_size": 8})
-    return root, chain_reference(model)
+    return root, chain_weights(model)
 
 
 async def probe(url: str, stop: asyncio.Event, server: ServerProcess, seen: dict) -> None:
@@ -88,18 +60,18 @@ async def probe(url: str, stop: asyncio.Event, server: ServerProcess, seen: dict
 
 def test_three_times_capacity_sheds_with_503_and_answers_every_accepted_request(repo):
     root, weights = repo
-    work = cases(weights)
+    work = chain_cases(weights)
     with ServerProcess(root, env={"DENDRITE_RETRY_AFTER_SECONDS": "1"}) as server:
         url = f"{server.url}/v2/models/heavy/infer"
 
         async def scenario():
             # Capacity (and arena warm-up across every batch shape) with a closed loop that fits the queue.
-            warm, capacity = await closed_loop(url, work, concurrency=6, seconds=4, check=check)
+            warm, capacity = await closed_loop(url, work, concurrency=6, seconds=4, check=check_chain_answer)
             assert set(warm.statuses) == {200} and not warm.wrong, (warm.statuses, warm.wrong[:3])
             rss_before = server.rss_mib()
             stop, seen = asyncio.Event(), {}
             prober = asyncio.create_task(probe(server.url, stop, server, seen))
-            tally = await open_loop(url, work, rate=3 * capacity, seconds=SECONDS, check=check)
+            tally = await open_loop(url, work, rate=3 * capacity, seconds=SECONDS, check=check_chain_answer)
             stop.set()
             await prober
             return capacity, rss_before, server.rss_mib(), tally, seen

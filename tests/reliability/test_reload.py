@@ -14,7 +14,8 @@ import aiohttp
 import httpx
 import yaml
 
-from tests.support import affine_model, live_server, save, write_model
+from testkit.models import affine_model, save, write_model
+from tests.support import live_server
 
 SCALES = {1: 2.0, 2: 3.0, 3: 4.0, 4: 5.0}
 X = [1.0, 2.0, 3.0, 4.0]

@@ -18,9 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
-from tests.reliability.process import ServerProcess, binary_body, decode_binary_output, serve_to_the_end
-from tests.reliability.test_overload import chain_reference
-from tests.support import affine_model, matmul_chain_model, write_model
+from testkit.oip import binary_body, decode_binary_output
+from testkit.server import ServerProcess, serve_to_the_end
+from testkit.models import affine_model, chain_weights, matmul_chain_model, write_model
 
 WIDTH, DEPTH = 1024, 16
 DELAY, GRACE = 1.5, 30.0
@@ -29,7 +29,7 @@ DELAY, GRACE = 1.5, 30.0
 def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(tmp_path):
     model = matmul_chain_model(width=WIDTH, depth=DEPTH)
     write_model(tmp_path, "heavy", model, {"max_batch_size": 32, "dynamic_batching": {"max_queue_size": 256}})
-    weights = chain_reference(model)
+    weights = chain_weights(model)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, WIDTH)).astype(np.float32)
     expected = x.astype(np.float64)

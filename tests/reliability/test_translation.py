@@ -27,8 +27,9 @@ import pytest
 
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2 as pb
 from app.transports.grpc.generated.dendrite.v1 import predict_pb2_grpc as pb_grpc
-from tests.reliability.process import ServerProcess, Tally, closed_loop, open_loop
-from tests.support import COPY_WORDS, write_copying_translation
+from testkit.load import Tally, closed_loop, open_loop
+from testkit.server import ServerProcess
+from testkit.models import COPY_WORDS, write_copying_translation
 
 SECONDS = float(os.environ.get("DENDRITE_TEST_OVERLOAD_SECONDS", "8"))
 STEP_S = 0.02  # the batcher's delay: every decode step of a partial batch lasts at least this

@@ -6,7 +6,7 @@ from app.config import Settings
 from app.metrics import Metrics
 from app.repository.repository import ModelRepository
 from app.runtime.providers import CUDA
-from tests.support import affine_model, write_model
+from testkit.models import affine_model, write_model
 
 
 @pytest.mark.parametrize("fallback, state", [("cpu", "READY"), ("fail", "UNAVAILABLE")])

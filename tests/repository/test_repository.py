@@ -10,7 +10,7 @@ from app.errors import InvalidInput, ModelNotReady, NotFound
 from app.metrics import Metrics
 from app.protocol.model_config import ConfigError, load_config
 from app.repository.repository import ModelRepository
-from tests.support import affine_model, matmul_chain_model, write_model
+from testkit.models import affine_model, matmul_chain_model, write_model
 
 
 def repo_for(path, **kw) -> ModelRepository:

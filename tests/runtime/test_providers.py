@@ -37,7 +37,7 @@ def test_silent_cpu_fallback_is_caught_from_what_the_session_runs_on():
 
 def test_real_session_reports_cpu(tmp_path):
     from app.runtime.session import RuntimeOptions, SessionPool
-    from tests.support import affine_model, save
+    from testkit.models import affine_model, save
 
     pool = SessionPool(save(affine_model(), tmp_path / "m.onnx"), InstanceGroup(kind="cuda", count=2), RuntimeOptions())
     assert pool.providers == [CPU, CPU]  # no GPU here: fell back, and we know it

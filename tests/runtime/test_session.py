@@ -8,7 +8,7 @@ import pytest
 from app.errors import InvalidInput
 from app.protocol.model_config import InstanceGroup
 from app.runtime.session import RuntimeOptions, SessionPool
-from tests.support import lookup_model, save
+from testkit.models import lookup_model, save
 
 
 def test_an_index_out_of_range_is_invalid_input_in_our_words_and_orts_own_log_line_is_silenced(tmp_path, capfd):

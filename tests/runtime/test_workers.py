@@ -16,7 +16,8 @@ from PIL import Image
 
 from app.config import Settings
 from app.runtime import workers
-from tests.support import COPY_WORDS, OPSET, live_server, save, write_copying_translation
+from testkit.models import COPY_WORDS, OPSET, save, write_copying_translation
+from tests.support import live_server
 
 
 async def test_a_full_decode_pool_does_not_delay_preprocessing():

@@ -16,7 +16,8 @@ from app.cli import main
 from app.client import ClientError, GrpcClient, RestClient, build_request
 from app.protocol.model_config import ConfigError
 from app.tasks import registry
-from tests.support import affine_model, live_server, write_model
+from testkit.models import affine_model, write_model
+from tests.support import live_server
 
 TOY = Path(__file__).parent / "toy_task"
 TOY_MODEL = {"task": "toy", "max_batch_size": 8, "parameters": {"outputs": "y"}}  # y = 2x + 1

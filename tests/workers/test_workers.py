@@ -21,9 +21,11 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.common import metric, parse_metrics
-from tests.reliability.process import ServerProcess, binary_body, serve_to_the_end
-from tests.support import affine_model, free_port, matmul_chain_model, write_model
+from testkit.metrics import metric, parse_metrics
+from testkit.oip import binary_body
+from testkit.server import ServerProcess, serve_to_the_end
+from testkit.models import affine_model, matmul_chain_model, write_model
+from testkit.server import free_port
 
 WORKERS = 2
 AFFINE = {"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_microseconds": 500}}

@@ -16,7 +16,8 @@ from app.config import Settings
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as pb
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
 from app.transports.grpc.server import access_of
-from tests.support import affine_model, live_server, write_model
+from testkit.models import affine_model, write_model
+from tests.support import live_server
 
 Tensor = pb.ModelInferRequest.InferInputTensor
 METHODS = ["/inference.GRPCInferenceService/ModelInfer", "/inference.GRPCInferenceService/ModelMetadata",

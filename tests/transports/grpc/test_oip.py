@@ -28,14 +28,8 @@ from app.transports.grpc.generated.inference import open_inference_grpc_pb2 as p
 from app.transports.grpc.generated.inference import open_inference_grpc_pb2_grpc as pb_grpc
 from app.transports.grpc.oip import InferenceServicer
 from app.transports.grpc.server import GrpcServer
-from tests.support import (
-    IDENTITY_TYPES,
-    affine_model,
-    identity_model,
-    live_server,
-    matmul_chain_model,
-    write_model,
-)
+from testkit.models import IDENTITY_TYPES, affine_model, identity_model, matmul_chain_model, write_model
+from tests.support import live_server
 
 MiB = 1024 * 1024
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * MiB), ("grpc.max_send_message_length", 64 * MiB)]

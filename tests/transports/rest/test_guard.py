@@ -14,8 +14,9 @@ import pytest
 from app import auth
 from app.config import Settings
 from app.transports.rest.guard import access_of
-from tests.reliability.process import binary_body
-from tests.support import affine_model, live_server, matmul_chain_model, write_model
+from testkit.oip import binary_body
+from testkit.models import affine_model, matmul_chain_model, write_model
+from tests.support import live_server
 
 BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
 

@@ -10,7 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.support import affine_model, identity_model, live_server, matmul_chain_model, write_model
+from testkit.models import affine_model, identity_model, matmul_chain_model, write_model
+from tests.support import live_server
 
 DTYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
           "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,

@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.support import live_server, write_model
+from testkit.models import write_model
+from tests.support import live_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -246,7 +247,7 @@ def test_status_route_reports_traffic_from_the_servers_metrics(server):
 def test_playground_with_api_keys_asks_for_one(tmp_path, offline):
     """With DENDRITE_API_KEYS set, the page and its assets still load (they hold no data); the
     status panel shows the API's 401 message until the key is typed in, then the models."""
-    from tests.support import affine_model
+    from testkit.models import affine_model
 
     write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 4})
     with live_server(tmp_path, api_keys=["s3cret"]) as keyed:
@@ -316,7 +317,7 @@ def test_playground_fits_a_400px_wide_window(server, browser):
 
 def test_playground_shows_a_model_in_training_with_its_progress(tmp_path, offline):
     from app.repository.training import write_status
-    from tests.support import affine_model
+    from testkit.models import affine_model
 
     write_model(tmp_path, "affine", affine_model(), {"max_batch_size": 4})
     write_model(tmp_path, "trainee", None, {"max_batch_size": 4}, versions=())

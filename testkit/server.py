@@ -1,9 +1,10 @@
-"""What the benches share: a real server process, a free port, the server's /metrics as numbers,
-and the machine's load average (the benches run on shared, busy machines)."""
+"""A real Dendrite server in a child process (``python -m app serve``: SIGTERM, RSS and exit codes are
+the real thing), on free ports of 127.0.0.1."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,35 +12,16 @@ import time
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
+
+from testkit.metrics import metric, parse_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def load_average() -> str:
-    try:
-        return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def parse_metrics(text: str) -> dict[tuple[str, frozenset], float]:
-    """Prometheus text -> {(sample name, frozenset of label pairs): value}."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, frozenset(s.labels.items()))] = s.value
-    return out
-
-
-def metric(samples: dict, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels` (0 when there is none)."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
 class Server:
@@ -92,3 +74,26 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ServerProcess(Server):
+    """The benchmark's server process (``Server`` run from the checkout), plus what reliability tests read."""
+
+    def __init__(self, repo: Path, *, grpc: bool = False, env: dict[str, str] | None = None, timeout: float = 120):
+        super().__init__(repo, grpc=grpc, env=env, timeout=timeout, cwd=ROOT)
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+
+def serve_to_the_end(repo: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python -m app serve`` on 127.0.0.1 run to its exit: for servers that must fail at start.
+    ``env`` is added to this process's environment."""
+    return subprocess.run([sys.executable, "-m", "app", "serve", "--repository", str(repo), "--host", "127.0.0.1", *args],
+                          env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=timeout)  # fmt: skip

@@ -1,71 +1,14 @@
-"""Reliability-test support: a real ``python -m app serve`` child process (so SIGTERM, RSS and
-exit codes are the real thing), binary-tensor infer bodies, and an open-loop load generator."""
+"""Load generators over aiohttp: open-loop Poisson arrivals (a traffic spike) and closed-loop clients
+(the served capacity), each request's outcome counted in a ``Tally``."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiohttp
-import numpy as np
-
-from bench.common import Server
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class ServerProcess(Server):
-    """The benchmark's server process (bench.common.Server), plus what reliability tests read."""
-
-    def __init__(self, repo: Path, *, grpc: bool = False, env: dict[str, str] | None = None, timeout: float = 120):
-        super().__init__(repo, grpc=grpc, env=env, timeout=timeout, cwd=ROOT)
-
-    def rss_mib(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS")
-
-    def terminate(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-
-
-def serve_to_the_end(repo: Path, *args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python -m app serve`` on 127.0.0.1 run to its exit: for servers that must fail at start.
-    ``env`` is added to this process's environment."""
-    return subprocess.run([sys.executable, "-m", "app", "serve", "--repository", str(repo), "--host", "127.0.0.1", *args],
-                          env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
-def binary_body(x: np.ndarray, name: str = "x") -> tuple[bytes, dict[str, str]]:
-    """An OIP infer body with one FP32 input and every output in the binary section."""
-    header = json.dumps({
-        "inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
-                    "parameters": {"binary_data_size": x.nbytes}}],
-        "parameters": {"binary_data_output": True},
-    }).encode()  # fmt: skip
-    return header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header)),
-                                  "Content-Type": "application/octet-stream"}  # fmt: skip
-
-
-def decode_binary_output(body: bytes, header_length: int, name: str) -> tuple[dict, np.ndarray]:
-    meta = json.loads(body[:header_length])
-    offset = header_length
-    for out in meta["outputs"]:
-        size = out["parameters"]["binary_data_size"]
-        if out["name"] == name:
-            arr = np.frombuffer(body[offset : offset + size], np.float32).reshape(out["shape"])
-            return meta, arr
-        offset += size
-    raise KeyError(name)
 
 
 @dataclass
