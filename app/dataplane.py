@@ -95,6 +95,16 @@ class DataPlane:
         except ModelNotReady:
             return False
 
+    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The configuration a model version really runs with: its config.yaml with the server settings
+        resolved (``effective_config``) and, once loaded, its tensors as the graph and config.yaml agree."""
+        mv = self.repository.get(name, version)
+        config = mv.config.model_dump(mode="json")
+        if mv.graphs:
+            config["inputs"] = [s.model_dump(mode="json") for s in mv.default_graph.inputs]
+            config["outputs"] = [s.model_dump(mode="json") for s in mv.default_graph.outputs]
+        return config
+
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         mv = self.repository.get(name, version)
         entry = self.repository.models[name]

@@ -46,7 +46,7 @@ def graph_batcher(runner: Runner, config: ModelConfig, settings: Settings, obser
         max_batch_size=config.max_batch_size,
         max_queue_delay_s=db.max_queue_delay_microseconds / 1e6,
         delay_policy=db.delay_policy,
-        max_queue_size=db.max_queue_size or settings.default_max_queue_size,
+        max_queue_size=db.max_queue_size,  # effective: never None
         batching=config.batching,
         retry_after_s=settings.retry_after_seconds,
         observer=observer,

@@ -11,7 +11,9 @@ Layout of a repository::
           card.json          # model card written by the training module
         2/
 
-A config error is reported with the file and the dotted field path.
+A config error is reported with the file and the dotted field path. ``effective_config`` fills in
+and overrides what server settings decide (instance kind, threads, queue size), once per model:
+what a version really runs with, shown by ``GET /v2/models/{model}/config``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.config import Settings
 from app.errors import InvalidInput
 from app.protocol.datatypes import DATATYPES
 
@@ -196,3 +199,28 @@ def load_config(path: Path, folder_name: str, tasks: Collection[str] | None = No
         raise ConfigError(f"{path}: field 'name': {cfg.name!r} does not match its folder {folder_name!r}")
     cfg.name = folder_name
     return cfg
+
+
+def intra_op_threads(requested: int, cap: int) -> int:
+    """The threads a session gets: ``requested`` (0 = ORT's choice, one per core) within ``cap``."""
+    if cap and (requested == 0 or requested > cap):
+        return cap
+    return requested
+
+
+def effective_config(config: ModelConfig, settings: Settings) -> ModelConfig:
+    """``config`` with the server settings that fill or override it resolved, the one place they meet:
+    ``DENDRITE_INSTANCE_KIND`` (unless ``config``) over ``instance_group.kind``; intra-op threads as
+    config.yaml asks, else ``DENDRITE_INTRA_OP_THREADS``, within the cores each worker may use
+    (``DENDRITE_WORKERS``); ``dynamic_batching.max_queue_size`` as config.yaml asks, else
+    ``DENDRITE_DEFAULT_MAX_QUEUE_SIZE``; warm-up at ``[1, max_batch_size]`` unless config.yaml lists sizes."""
+    group, batching = config.instance_group, config.dynamic_batching
+    requested = group.intra_op_threads if group.intra_op_threads is not None else settings.intra_op_threads
+    group = group.model_copy(update={
+        "kind": group.kind if settings.instance_kind == "config" else settings.instance_kind,
+        "intra_op_threads": intra_op_threads(requested, settings.intra_op_thread_cap()),
+    })  # fmt: skip
+    batching = batching.model_copy(update={"max_queue_size": batching.max_queue_size or settings.default_max_queue_size})
+    warmup = config.warmup.model_copy(update={"batch_sizes": config.warmup.batch_sizes
+                                              or sorted({1, max(1, config.max_batch_size)})})  # fmt: skip
+    return config.model_copy(update={"instance_group": group, "dynamic_batching": batching, "warmup": warmup})

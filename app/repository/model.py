@@ -95,12 +95,9 @@ class ModelVersion:
         """Create sessions, check the config against the graphs, warm up. Runs on a worker thread."""
         options = RuntimeOptions(settings.intra_op_threads, settings.allow_spinning, settings.cpu_mem_arena,
                                  settings.intra_op_thread_cap())  # fmt: skip
-        cfg = self.config
-        group = cfg.instance_group
-        if settings.instance_kind != "config":
-            group = group.model_copy(update={"kind": settings.instance_kind})
+        cfg = self.config  # effective: server settings already resolved into it (effective_config)
         label = f"{self.name}/{self.version}"
-        self.graphs = load_graphs(self.path, cfg, group, options, label)
+        self.graphs = load_graphs(self.path, cfg, options, label)
         if cfg.warmup.enabled:
             warm_up(self.graphs, cfg, label)
         # Task files (labels, tokenizer, catalogue) are part of the version: a bad one fails the load.

@@ -18,7 +18,7 @@ from pathlib import Path
 from app.config import Settings
 from app.errors import DendriteError, InvalidInput, ModelNotReady, ModelTraining, NotFound
 from app.metrics import Metrics
-from app.protocol.model_config import ConfigError, ModelConfig
+from app.protocol.model_config import ConfigError, ModelConfig, effective_config
 from app.tasks.registry import load_model_config
 from app.repository.model import ModelVersion, State
 from app.repository.training import TrainingStatus, read_status
@@ -168,7 +168,7 @@ class ModelRepository:
                     self.models.pop(name, None)
                 raise NotFound(f"model {name!r} has no config.yaml in the repository {self.root}")
             try:
-                config = load_model_config(cfg_path, name)
+                config = effective_config(load_model_config(cfg_path, name), self.settings)
             except ConfigError as exc:
                 entry.set_error(exc.message, logging.ERROR)
                 return entry

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.protocol.datatypes import OIP_TO_NUMPY
-from app.protocol.model_config import InstanceGroup, ModelConfig, TensorSpec
+from app.protocol.model_config import ModelConfig, TensorSpec
 from app.runtime.session import RuntimeOptions, SessionPool, graph_specs
 
 if TYPE_CHECKING:
@@ -31,8 +31,7 @@ class Graph:
     batcher: "DynamicBatcher | None" = None  # set when the version starts serving
 
 
-def load_graphs(version_dir: Path, config: ModelConfig, group: InstanceGroup, options: RuntimeOptions,
-                label: str) -> dict[str, Graph]:  # fmt: skip
+def load_graphs(version_dir: Path, config: ModelConfig, options: RuntimeOptions, label: str) -> dict[str, Graph]:
     """Sessions for every graph of ``config`` in ``version_dir`` (blocking: run on a loader thread)."""
     batched = config.max_batch_size > 0
     graphs: dict[str, Graph] = {}
@@ -40,7 +39,7 @@ def load_graphs(version_dir: Path, config: ModelConfig, group: InstanceGroup, op
         path = version_dir / file
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing")
-        pool = SessionPool(path, group, options, label=f"{label}/{name}")
+        pool = SessionPool(path, config.instance_group, options, label=f"{label}/{name}")
         g_in, g_out = graph_specs(pool.sessions[0], batched)
         # Explicit inputs/outputs in config.yaml describe the default (first) graph.
         inputs = reconcile(config.inputs, g_in, "inputs", path) if i == 0 and config.inputs else g_in
@@ -52,7 +51,7 @@ def load_graphs(version_dir: Path, config: ModelConfig, group: InstanceGroup, op
 def warm_up(graphs: dict[str, Graph], config: ModelConfig, label: str) -> None:
     """One run per configured batch size on every instance, so the first real request of
     each shape is not the slow one (ORT allocates and plans on first sight of a shape)."""
-    sizes = config.warmup.batch_sizes or sorted({1, max(1, config.max_batch_size)})
+    sizes = config.warmup.batch_sizes  # the effective config's: never None
     start = time.perf_counter()
     for g in graphs.values():
         for size in sizes:

@@ -20,7 +20,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from app.protocol.datatypes import ORT_TO_OIP
 from app.errors import InvalidInput
-from app.protocol.model_config import InstanceGroup, TensorSpec
+from app.protocol.model_config import InstanceGroup, TensorSpec, intra_op_threads
 from app.runtime.providers import check_running, request_for
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,6 @@ class RuntimeOptions:
     allow_spinning: bool = False
     cpu_mem_arena: bool = True
     max_intra_op_threads: int = 0  # 0 = no cap; with several workers, cores / workers
-
-
-def intra_op_threads(requested: int, cap: int) -> int:
-    """The threads a session gets: ``requested`` (0 = ORT's choice, one per core) within ``cap``."""
-    if cap and (requested == 0 or requested > cap):
-        return cap
-    return requested
 
 
 def graph_specs(session: ort.InferenceSession, batched: bool) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.config import Settings, usable_cores
-from app.runtime.session import intra_op_threads
+from app.protocol.model_config import intra_op_threads
 
 
 def test_workers_default_is_one_process_without_a_cap():

@@ -62,7 +62,7 @@ class TranslationPipeline(Pipeline[TranslationRequest, TranslationResponse]):
         self.tokenizer = TranslationTokenizer.from_files(self.file("tokenizer", "tokenizer.json"), self.parameters)
         db = config.dynamic_batching
         self.coalescer = Coalescer(self._translate, max_items=config.max_batch_size or 32,
-                                   max_waiting=db.max_queue_size or settings.default_max_queue_size,
+                                   max_waiting=db.max_queue_size,  # the effective config's (never None)
                                    max_groups=settings.decode_threads,
                                    retry_after_s=settings.retry_after_seconds, name=version_dir.parent.name)
 

@@ -13,6 +13,7 @@ from app.transports.rest import codec
 from app.dataplane import DataPlane
 from app.errors import DendriteError, PayloadTooLarge
 from app.protocol import deadlines
+from app.protocol.model_config import ModelConfig
 from app.runtime import workers
 from app.transports.rest import errors, schemas
 
@@ -58,6 +59,14 @@ async def server_metadata(request: Request):
             responses=answers(*MODEL_ERRORS))
 async def model_metadata(request: Request, model: str, version: str | None = None):
     return plane(request).model_metadata(model, version)
+
+
+@router.get("/models/{model}/config", response_model=ModelConfig, responses=answers(*MODEL_ERRORS))
+@router.get("/models/{model}/versions/{version}/config", response_model=ModelConfig, responses=answers(*MODEL_ERRORS))
+async def model_config(request: Request, model: str, version: str | None = None):
+    """The configuration in force: config.yaml with the server's settings resolved (instance kind, intra-op
+    threads, queue size, warm-up sizes) and the tensors as loaded (Triton's ``GET .../config``)."""
+    return plane(request).model_config(model, version)
 
 
 @router.get("/models/{model}/ready", response_model=schemas.ModelReadyBody, responses=answers(*MODEL_ERRORS))
