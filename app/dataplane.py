@@ -23,8 +23,8 @@ from app.errors import DendriteError, Forbidden, InvalidInput, ModelNotReady, No
 from app.metrics import Metrics
 from app.protocol.model_config import TensorSpec
 from app.protocol.types import InferRequest, InferResponse, RequestedOutput, Tensor
-from app.repository.model import ModelVersion, State
-from app.repository.repository import ModelRepository
+from app.repository.version import ModelVersion, State
+from app.repository.manager import ModelRepository
 from app.tasks.base import TaskRequest
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.dataplane import DataPlane
 from app.logs import configure_logging
 from app.metrics import Metrics
-from app.repository.repository import ModelRepository
+from app.repository.manager import ModelRepository
 from app.runtime import workers
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ import pytest
 
 from app.config import Settings
 from app.metrics import Metrics
-from app.repository.repository import ModelRepository
+from app.repository.manager import ModelRepository
 from app.runtime.providers import CUDA
 from testkit.models import affine_model, write_model
 

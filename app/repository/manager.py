@@ -20,7 +20,7 @@ from app.errors import DendriteError, InvalidInput, ModelNotReady, ModelTraining
 from app.metrics import Metrics
 from app.protocol.model_config import ConfigError, ModelConfig, effective_config
 from app.tasks.registry import load_model_config
-from app.repository.model import ModelVersion, State
+from app.repository.version import ModelVersion, State
 from app.repository.training import TrainingStatus, read_status
 from app.runtime import workers
 

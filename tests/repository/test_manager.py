@@ -9,7 +9,7 @@ from app.config import Settings
 from app.errors import InvalidInput, ModelNotReady, NotFound
 from app.metrics import Metrics
 from app.protocol.model_config import ConfigError, load_config
-from app.repository.repository import ModelRepository
+from app.repository.manager import ModelRepository
 from testkit.models import affine_model, matmul_chain_model, write_model
 
 
@@ -124,7 +124,7 @@ async def test_model_problems_are_logged_once_per_change(tmp_path, caplog, name,
     """Poll mode reloads every few seconds: a problem is said when it appears, not on every poll."""
     write_model(tmp_path, name, affine_model(), config, versions=versions)
     repo = repo_for(tmp_path)
-    with caplog.at_level("WARNING", logger="app.repository.repository"):
+    with caplog.at_level("WARNING", logger="app.repository.manager"):
         for _ in range(3):
             await repo.load(name)
     said = [r for r in caplog.records if problem in r.getMessage()]
