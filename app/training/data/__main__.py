@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from app.training.data import fashion_mnist, movielens
+from app.training.data.ding import ding_path
 from app.training.data.imagenet import imagenet_class_names
+from app.training.data.tweets import tweets_path
+from app.training.nets.minilm import minilm_files
 from app.training.progress import setup_logging
-from app.training.text.corpora import ding_path, tweets_path
-from app.training.text.minilm import minilm_files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,10 +23,21 @@ from tokenizers import Tokenizer
 from torch.nn import functional as F
 
 from app.tasks.sentiment.processing import SentimentTokenizer
+from app.training.data.tweets import (
+    SENTIMENT_LABELS,
+    LabelledText,
+    near_duplicate_key,
+    read_labelled_csv,
+    read_tweets,
+    tweets_path,
+)
 from app.training.export import export_onnx, ort_session
+from app.training.nets.minilm import BertClassifier, BertShape, minilm_files
 from app.training.parity import check_parity
 from app.training.progress import log, progress
 from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, HeldOut, Recipe
+from app.training.schedule import warmup_linear_decay
+from app.training.splits import Split, group_split
 from app.training.text.baselines import (
     classification_metrics,
     tfidf_logistic_regression,
@@ -35,17 +46,6 @@ from app.training.text.baselines import (
     vader_thresholded,
 )
 from app.training.text.batching import length_bucketed_batches
-from app.training.text.corpora import (
-    SENTIMENT_LABELS,
-    LabelledText,
-    near_duplicate_key,
-    read_labelled_csv,
-    read_tweets,
-    tweets_path,
-)
-from app.training.text.minilm import BertClassifier, BertShape, minilm_files
-from app.training.text.schedule import warmup_linear_decay
-from app.training.text.splits import Split, group_split
 from app.training.text.subwords import train_wordpiece_tokenizer
 
 MODEL_NAME = "sentiment-minilm"

@@ -26,14 +26,14 @@ from torch.nn import functional as F
 
 from app.tasks.translation.decoding import DecodingSpec, GraphRunner, greedy_decode
 from app.tasks.translation.processing import TranslationTokenizer
+from app.training.data.ding import DING_PATH, Pair, read_ding, read_pairs_tsv
 from app.training.export import export_onnx, ort_session
+from app.training.nets.seq2seq import DecoderStepGraph, EncoderGraph, Seq2SeqShape, Seq2SeqTransformer
 from app.training.parity import ParityError, check_parity
 from app.training.progress import log, progress
 from app.training.recipe import DataSource, DataSummary, Evaluation, ExportResult, HeldOut, Recipe
-from app.training.text.corpora import DING_PATH, Pair, read_ding, read_pairs_tsv
-from app.training.text.schedule import warmup_then_linear_decay
-from app.training.text.seq2seq import DecoderStepGraph, EncoderGraph, Seq2SeqShape, Seq2SeqTransformer
-from app.training.text.splits import Split, group_split
+from app.training.schedule import warmup_then_linear_decay
+from app.training.splits import Split, group_split
 from app.training.text.subwords import BOS, EOS, PAD, train_unigram_tokenizer
 
 MODEL_NAME = "translation-de-en"

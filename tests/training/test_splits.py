@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from app.training.text.splits import group_split
+from app.training.splits import group_split
 
 
 def _corpus():

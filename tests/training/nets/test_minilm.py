@@ -4,7 +4,7 @@ all-MiniLM-L6-v2 weights load with the intended meaning."""
 import pytest
 import torch
 
-from app.training.text.minilm import BertClassifier, BertShape
+from app.training.nets.minilm import BertClassifier, BertShape
 
 transformers = pytest.importorskip("transformers")
 
