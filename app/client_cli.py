@@ -44,7 +44,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     common = [transport, model]
     for task in registry.tasks().values():
         parser = tasks.add_parser(task.name, parents=common, help=task.summary)
-        task.add_arguments(parser)
+        task.client.add_arguments(parser)
         parser.set_defaults(handler=run_predict)
 
     models = sub.add_parser("models", parents=[rest], help="list the server's models with their states (REST)")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
 def request_fields(args: argparse.Namespace) -> dict[str, Any]:
     fields: dict[str, Any] = {"model": args.model, "version": args.model_version}
     try:
-        return fields | registry.get(args.task).request_fields(args)
+        return fields | registry.get(args.task).client.request_fields(args)
     except ArgumentError as exc:
         raise ClientError(str(exc)) from None
 
@@ -99,7 +99,7 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(body, out, indent=2, ensure_ascii=False)
         out.write("\n")
     else:
-        registry.get(args.task).format(args, body, out.write)
+        registry.get(args.task).client.format_answer(args, body, out.write)
     return 0
 
 

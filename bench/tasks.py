@@ -136,7 +136,7 @@ def link_repo(root: Path, models: dict[str, dict]) -> Path:
 # ---------------------------------------------------------------------- requests
 def photos() -> list[bytes]:
     """The image task's sample photos as files."""
-    return [base64.b64decode(body["images"][0]) for body in registry.get("image").samples(Path())]
+    return [base64.b64decode(body["images"][0]) for body in registry.get("image").client.samples(Path())]
 
 
 def task_payloads(task: str, info: dict) -> tuple[list[dict], str, list[bytes]]:
@@ -146,7 +146,7 @@ def task_payloads(task: str, info: dict) -> tuple[list[dict], str, list[bytes]]:
     from app.transports.grpc.messages import PREDICT_SERVICE, message_class
 
     declared = registry.get(task)
-    rest = [{"model": info["name"], **body} for body in declared.samples(info["dir"] / info["version"])]
+    rest = [{"model": info["name"], **body} for body in declared.client.samples(info["dir"] / info["version"])]
     # protobuf's JSON mapping reads base64 into bytes fields: the same files as the REST bodies
     message = message_class(declared.grpc_request)
     grpc_ = [json_format.ParseDict(body, message()).SerializeToString() for body in rest]

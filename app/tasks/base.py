@@ -180,6 +180,26 @@ class Files:
     media: str = "files"  # what the upload's parts are, for the OpenAPI description
 
 
+class TaskClient(Protocol):
+    """A task's client side: its package's ``client.py`` module."""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """The ``dendrite predict <task>`` arguments (the common ones are added for every task)."""
+
+    def request_fields(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The request's fields from the arguments (ArgumentError: an argument that cannot be one)."""
+
+    def format_answer(self, args: argparse.Namespace, body: dict[str, Any], write: Write) -> None:
+        """The answer for a person (``--json`` prints ``body`` as it is)."""
+
+    def samples(self, version_dir: Path) -> list[dict[str, Any]]:
+        """bench.tasks: realistic single-item request bodies (without "model") for a trained version."""
+
+
+# The protobuf package of the task service; a task's messages are <rpc>Request and <rpc>Response in it.
+GRPC_PACKAGE = "dendrite.v1"
+
+
 @dataclass(frozen=True)
 class Task:
     """Everything the server, the client, the CLI and the bench know of one task, declared once in its
@@ -189,15 +209,8 @@ class Task:
 
     pipeline: type[Pipeline]
     summary: str  # one line: CLI help and the OpenAPI summary
-    rpc: str  # the method of dendrite.v1.Predict
-    grpc_request: str  # full protobuf names of the method's messages (protos/dendrite/v1/predict.proto)
-    grpc_response: str
-    # dendrite predict <name>: add the task's arguments, turn them into request fields, print an answer
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    request_fields: Callable[[argparse.Namespace], dict[str, Any]]
-    format: Callable[[argparse.Namespace, dict[str, Any], Write], None]
-    # bench.tasks: request bodies (JSON, without "model") for a trained version's folder
-    samples: Callable[[Path], list[dict[str, Any]]]
+    rpc: str  # the method of dendrite.v1.Predict (protos/dendrite/v1/predict.proto)
+    client: TaskClient
     files: Files | None = None
 
     @property
@@ -211,3 +224,12 @@ class Task:
     @property
     def response(self) -> type[TaskResponse]:
         return self.pipeline.response_type
+
+    @property
+    def grpc_request(self) -> str:
+        """The full protobuf name of the method's request message."""
+        return f"{GRPC_PACKAGE}.{self.rpc}Request"
+
+    @property
+    def grpc_response(self) -> str:
+        return f"{GRPC_PACKAGE}.{self.rpc}Response"

@@ -8,10 +8,5 @@ TASK = Task(
     pipeline=RecommendationPipeline,
     summary="recommended movies for a user",
     rpc="Recommendation",
-    grpc_request="dendrite.v1.RecommendationRequest",
-    grpc_response="dendrite.v1.RecommendationResponse",
-    add_arguments=client.add_arguments,
-    request_fields=client.request_fields,
-    format=client.format_answer,
-    samples=client.samples,
+    client=client,
 )

@@ -8,10 +8,5 @@ TASK = Task(
     pipeline=SentimentPipeline,
     summary="sentiment of texts",
     rpc="Sentiment",
-    grpc_request="dendrite.v1.SentimentRequest",
-    grpc_response="dendrite.v1.SentimentResponse",
-    add_arguments=client.add_arguments,
-    request_fields=client.request_fields,
-    format=client.format_answer,
-    samples=client.samples,
+    client=client,
 )

@@ -8,10 +8,5 @@ TASK = Task(
     pipeline=TranslationPipeline,
     summary="translate German texts to English",
     rpc="Translation",
-    grpc_request="dendrite.v1.TranslationRequest",
-    grpc_response="dendrite.v1.TranslationResponse",
-    add_arguments=client.add_arguments,
-    request_fields=client.request_fields,
-    format=client.format_answer,
-    samples=client.samples,
+    client=client,
 )

@@ -9,10 +9,5 @@ TASK = Task(
     pipeline=ToyPipeline,
     summary="the toy model's value of each number",
     rpc="Toy",
-    grpc_request="dendrite.v1.ToyRequest",
-    grpc_response="dendrite.v1.ToyResponse",
-    add_arguments=client.add_arguments,
-    request_fields=client.request_fields,
-    format=client.format_answer,
-    samples=client.samples,
+    client=client,
 )
