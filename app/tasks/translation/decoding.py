@@ -17,6 +17,8 @@ GraphRunner = Callable[[str, Mapping[str, np.ndarray]], Sequence[np.ndarray]]
 # Which sources of the batch are still wanted (a bool per source), asked before every step:
 # a source whose caller left stops being decoded.
 Keep = Callable[[], np.ndarray]
+# The optional graph that decodes greedily inside ONNX Runtime (app.training.greedy_graph builds it).
+GREEDY_GRAPH, GREEDY_FILE = "greedy", "greedy.onnx"
 
 
 @dataclass(frozen=True)
@@ -161,3 +163,14 @@ def beam_search(run: GraphRunner, memory: np.ndarray, memory_mask: np.ndarray, s
         live_best[source] = [int(t) for t in prefix[best, 1:]]
     return [max(finished[source], key=lambda item: item[0])[1] if finished[source] else live_best.get(source, [])
             for source in range(sources)]
+
+
+def greedy_tokens(tokens: np.ndarray, eos_id: int, max_length: int | None = None) -> list[list[int]]:
+    """Each row of the graph's ``tokens`` as ``greedy_decode`` returns it: without the start token,
+    ending at the first EOS (included), at most ``max_length`` tokens."""
+    rows = []
+    for row in np.asarray(tokens)[:, 1:].tolist():
+        if eos_id in row:
+            row = row[: row.index(eos_id) + 1]
+        rows.append(row[:max_length] if max_length else row)
+    return rows

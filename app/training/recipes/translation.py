@@ -19,15 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import sacrebleu
 import torch
 from tokenizers import Tokenizer
 from torch.nn import functional as F
 
-from app.tasks.translation.decoding import DecodingSpec, GraphRunner, greedy_decode
+from app.tasks.translation.decoding import (
+    GREEDY_FILE, GREEDY_GRAPH, DecodingSpec, GraphRunner, greedy_decode, greedy_tokens,
+)  # fmt: skip
 from app.tasks.translation.processing import TranslationTokenizer
 from app.training.data.ding import DING_PATH, Pair, read_ding, read_pairs_tsv
-from app.training.export import export_onnx, ort_session
+from app.training.export import export_onnx, graph_facts, ort_session
+from app.training.greedy_graph import compose_greedy
 from app.training.nets.seq2seq import DecoderStepGraph, EncoderGraph, Seq2SeqShape, Seq2SeqTransformer
 from app.training.parity import ParityError, check_parity
 from app.training.progress import log, progress
@@ -296,7 +300,12 @@ def export_seq2seq(encoder: torch.nn.Module, decoder_step: torch.nn.Module, vers
     parity.append(check_parity(decoder_step, version_dir / DECODER_STEP_FILE,
                                {"tgt_prefix": prefix.numpy(), "memory": memory.numpy(), "memory_mask": memory_mask}))
     parity.append(decode_parity(encoder, decoder_step, version_dir, source_batch, memory_mask, spec))
-    return ExportResult(graphs={"encoder": encoder_graph, "decoder_step": decoder_graph}, parity=parity)
+    greedy = compose_greedy(onnx.load(version_dir / ENCODER_FILE), onnx.load(version_dir / DECODER_STEP_FILE), spec)
+    onnx.save(greedy, version_dir / GREEDY_FILE)
+    parity.append(greedy_parity(version_dir, source_batch, memory_mask, spec))
+    graphs = {"encoder": encoder_graph, "decoder_step": decoder_graph,
+              GREEDY_GRAPH: graph_facts(version_dir / GREEDY_FILE, "composed from encoder + decoder_step (greedy_graph)")}
+    return ExportResult(graphs=graphs, parity=parity)
 
 
 def torch_runner(encoder: torch.nn.Module, decoder_step: torch.nn.Module) -> GraphRunner:
@@ -331,6 +340,24 @@ def decode_parity(encoder: torch.nn.Module, decoder_step: torch.nn.Module, versi
         raise ParityError(f"greedy decoding differs between torch and ONNX Runtime on {mismatched} of "
                           f"{source_batch.shape[0]} held-out sentences")
     return figures
+
+
+def greedy_parity(version_dir: Path, source_batch: np.ndarray, memory_mask: np.ndarray,
+                  spec: DecodingSpec) -> dict[str, Any]:
+    """The in-graph greedy search must produce the Python loop's tokens over the same exported graphs
+    on the held-out sentences (raises ParityError otherwise)."""
+    run = onnx_runner(version_dir)
+    memory = np.asarray(run("encoder", {"src_ids": source_batch})[0])
+    loop = greedy_decode(run, memory, memory_mask, spec)
+    tokens = ort_session(Path(version_dir) / GREEDY_FILE).run(None, {"src_ids": source_batch, "memory_mask": memory_mask})[0]
+    graph = greedy_tokens(tokens, spec.eos_id)
+    mismatched = sum(a != b for a, b in zip(loop, graph))
+    log.info("in-graph greedy parity: %d of %d sentences differ", mismatched, source_batch.shape[0])
+    if mismatched:
+        raise ParityError(f"in-graph greedy search differs from the decode loop on {mismatched} of "
+                          f"{source_batch.shape[0]} held-out sentences")
+    return {"graph": f"{GREEDY_FILE} (greedy search in an ONNX Loop) vs the decode loop", "batch": int(source_batch.shape[0]),
+            "decoded_tokens": sum(len(t) for t in graph), "sentences_with_different_tokens": mismatched}
 
 
 def translation_metrics(hypotheses: list[str], references: list[str]) -> dict[str, float]:

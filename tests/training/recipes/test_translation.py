@@ -8,7 +8,9 @@ import random
 import numpy as np
 
 from app.protocol.model_config import load_config
+from app.tasks.translation.decoding import greedy_tokens
 from app.tasks.translation.processing import TranslationTokenizer
+from app.training.export import ort_session
 from app.training.recipes.translation import (PROFILES, TranslationData, build_model, build_tokenizer, dictionary_baseline,
                                               load_data, onnx_runner, train)
 from app.training.data.ding import Pair
@@ -46,13 +48,16 @@ def test_dictionary_baseline_translates_word_by_word():
 def test_smoke_run_publishes_two_graphs_that_decode_like_torch(smoke_repository):
     version_dir = smoke_repository / "translation-de-en" / "1"
     assert sorted(p.name for p in version_dir.iterdir()) == ["card.json", "decoder_step.onnx", "encoder.onnx",
-                                                             "tokenizer.json"]
+                                                             "greedy.onnx", "tokenizer.json"]
     config = load_config(version_dir.parent / "config.yaml", "translation-de-en")
     assert config.graphs == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
     card = json.loads((version_dir / "card.json").read_text())
-    encoder_parity, step_parity, decode_parity = card["parity"]
+    encoder_parity, step_parity, decode_parity, greedy_parity = card["parity"]
     assert encoder_parity["max_abs_diff"] <= 1e-4 and step_parity["max_abs_diff"] <= 1e-4
     assert step_parity["top_k_mismatched_rows"] == 0 and decode_parity["sentences_with_different_tokens"] == 0
+    # the in-graph greedy search (greedy.onnx) gives the decode loop's tokens on the held-out sentences
+    assert greedy_parity["sentences_with_different_tokens"] == 0 and greedy_parity["decoded_tokens"] > 0
+    assert set(card["graphs"]) == {"encoder", "decoder_step", "greedy"}
     assert {"bleu", "chrf", "bleu_beam4", "chrf_beam4"} <= set(card["metrics"])
     assert set(card["baselines"]["dictionary_word_by_word"]) == {"bleu", "chrf"}
     assert card["model_selection"]["selected_on"] == "validation" and card["model_selection"]["test_reads"] == 1
@@ -65,6 +70,10 @@ def test_smoke_run_publishes_two_graphs_that_decode_like_torch(smoke_repository)
         assert len(out) == 3 and all(len(t.token_ids) <= 6 for t in out)
     memory = run("encoder", {"src_ids": codec.encode_sources(texts)[0]})[0]
     assert memory.dtype == np.float32 and memory.shape[0] == 3
+    src_ids, mask, _ = codec.encode_sources(texts)
+    tokens = ort_session(version_dir / "greedy.onnx").run(None, {"src_ids": src_ids, "memory_mask": mask})[0]
+    loop = codec.translate(texts, run, beam_size=1)
+    assert greedy_tokens(tokens, codec.spec.eos_id) == [t.token_ids for t in loop]
 
 
 def test_training_records_when_the_clock_takes_over_the_rate_schedule(tmp_path):
