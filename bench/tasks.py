@@ -13,6 +13,8 @@ requests: a real photo (scikit-learn's sample images, JPEG), short tweet-like te
 sentences, known user ids. Reported per cell: requests/s, p50/p99 latency at the client, mean batch
 size (rows / session runs, from /metrics deltas), the pre/post-processing share (processing time /
 in-server request time, both from /metrics deltas), server and client CPU per request, errors.
+When the translation version has ``greedy.onnx``, translation is measured twice, side by side: decoded by the
+Python loop and inside ONNX Runtime (a comparison table of req/s and pre/post share).
 
 Then the Open Inference Protocol on image models: gRPC ``ModelInfer`` with ``raw_input_contents``,
 the same requests on ``ModelStreamInfer`` streams (Triton's streaming extension: each client keeps one
@@ -128,9 +130,24 @@ def link_repo(root: Path, models: dict[str, dict]) -> Path:
     repo = root / "repo"
     for name, info in models.items():
         (repo / name).mkdir(parents=True)
-        shutil.copy2(info["dir"] / "config.yaml", repo / name / "config.yaml")
+        config = yaml.safe_load((info["dir"] / "config.yaml").read_text())
+        for key, values in info.get("overrides", {}).items():  # a variant of the model: graphs, parameters
+            config[key] = {**config.get(key, {}), **values}
+        (repo / name / "config.yaml").write_text(yaml.safe_dump(config))
         shutil.copytree(info["dir"] / info["version"], repo / name / info["version"], copy_function=link)
     return repo
+
+
+def translation_variants(info: dict) -> dict[str, dict]:
+    """The translation model twice when its version has the in-graph greedy search (greedy.onnx): decoded
+    by the Python loop and inside ONNX Runtime, measured side by side (docs/text-models.md)."""
+    from app.tasks.translation.decoding import GREEDY_FILE, GREEDY_GRAPH
+
+    if not (info["dir"] / info["version"] / GREEDY_FILE).is_file():
+        return {}
+    return {"python loop": {**info, "name": f"{info['name']}-loop", "overrides": {"parameters": {"decoding": "python"}}},
+            "in-graph": {**info, "name": f"{info['name']}-in-graph",
+                         "overrides": {"graphs": {GREEDY_GRAPH: GREEDY_FILE}, "parameters": {"decoding": "graph"}}}}
 
 
 # ---------------------------------------------------------------------- requests
@@ -297,6 +314,26 @@ def table(task_rows: list[dict], oip_rows: list[dict], meta: dict) -> str:
         lines.append(f"| {r['task']} | {r['protocol']} | {r['concurrency']} | {r['rps']:.1f} | {_ms(r['p50'])} | "
                      f"{_ms(r['p99'])} | {_opt(r['mean_batch'], '.1f')} | {share} | {_opt(r['processing_ms'], '.2f')} | "
                      f"{r['server_cpu_ms']:.2f} | {r['error_count']} |")  # fmt: skip
+    loop = {(r["protocol"], r["concurrency"]): r for r in task_rows if r["task"] == "translation (python loop)"}
+    graph = {(r["protocol"], r["concurrency"]): r for r in task_rows if r["task"] == "translation (in-graph)"}
+    if loop and graph:
+        lines += [
+            "", "## Translation: greedy decoding inside ONNX Runtime vs the Python loop", "",
+            "The same model version twice: `parameters.decoding: python` (encoder, then one decoder_step run per "
+            "output position, requests coalesced into decode groups) and the `greedy` graph (one session run per "
+            "batch of requests: greedy.onnx, encoder + decoder step in an ONNX Loop), cells alternated.", "",
+            "| protocol | clients | req/s loop | req/s in-graph | in-graph / loop | pre/post share loop | "
+            "pre/post share in-graph | p50 ms loop / in-graph | mean batch loop / in-graph |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]  # fmt: skip
+        for key in sorted(loop, key=lambda k: (k[1], k[0])):
+            a, b = loop[key], graph.get(key)
+            if b is None:
+                continue
+            share = lambda r: f"{r['processing_share']:.0%}" if r["processing_share"] is not None else "-"  # noqa: E731
+            lines.append(f"| {key[0]} | {key[1]} | {a['rps']:.1f} | {b['rps']:.1f} | **{b['rps'] / a['rps']:.2f}x** | "
+                         f"{share(a)} | {share(b)} | {_ms(a['p50'])} / {_ms(b['p50'])} | "
+                         f"{_opt(a['mean_batch'], '.1f')} / {_opt(b['mean_batch'], '.1f')} |")  # fmt: skip
     if oip_rows:
         lines += [
             "", "## Open Inference Protocol: gRPC raw tensors (unary and stream) vs REST binary tensors", "",
@@ -367,24 +404,32 @@ def main() -> None:
         smoke.mkdir(parents=True, exist_ok=True)
         task_models, oip_info = choose_models(args.repository, smoke, oip_models)
         task_models = {t: task_models[t] for t in tasks}
-        served = {m["name"]: m for m in task_models.values()} | oip_info
+        variants = translation_variants(task_models["translation"]) if "translation" in task_models else {}
+        served = {m["name"]: m for m in task_models.values()} | oip_info | {v["name"]: v for v in variants.values()}
         for t, m in task_models.items():
             print(f"   {t}: {m['name']} v{m['version']} ({m['profile']} profile, from {m['source']})", flush=True)
         server = Server(link_repo(tmp, served), grpc=True, timeout=600)
         task_rows, oip_rows = [], []
         try:
             for task, info in task_models.items():
-                rest, method, grpc_bodies = task_payloads(task, info)
-                print(f"\n== {task}: {info['name']} ({check_task(server, task, rest[0], method, grpc_bodies[0])})",
-                      flush=True)  # fmt: skip
-                rest_payloads = [(f"/predict/{task}", {"Content-Type": "application/json"}, orjson.dumps(b)) for b in rest]
+                # the task's model, or its decoding variants side by side, alternating cell by cell (drift cancels)
+                runs = {f"{task} ({label})": v for label, v in variants.items()} if task == "translation" and variants \
+                    else {task: info}  # fmt: skip
+                loads = {}
+                for label, model in runs.items():
+                    rest, method, grpc_bodies = task_payloads(task, model)
+                    print(f"\n== {label}: {model['name']} ({check_task(server, task, rest[0], method, grpc_bodies[0])})",
+                          flush=True)  # fmt: skip
+                    rest_payloads = [(f"/predict/{task}", {"Content-Type": "application/json"}, orjson.dumps(b)) for b in rest]
+                    loads[label] = (model, method, {"rest": rest_payloads, "grpc": grpc_bodies})
                 for c in CONCURRENCY:
-                    for kind, payloads in (("rest", rest_payloads), ("grpc", grpc_bodies)):
-                        r = cell(server, tmp, kind=kind, model=info["name"], version=info["version"], concurrency=c,
-                                 payloads=payloads, method=method, args=args)  # fmt: skip
-                        r["task"] = task
-                        show(task, r)
-                        task_rows.append(r)
+                    for kind in ("rest", "grpc"):
+                        for label, (model, method, payloads) in loads.items():
+                            r = cell(server, tmp, kind=kind, model=model["name"], version=model["version"], concurrency=c,
+                                     payloads=payloads[kind], method=method, args=args)  # fmt: skip
+                            r["task"] = label
+                            show(label, r)
+                            task_rows.append(r)
             oip_args = argparse.Namespace(**{**vars(args), "seconds": args.oip_seconds})
             for model, samples, concurrency in oip_cases:
                 rest_req, grpc_req = oip_payloads(server, model, samples)

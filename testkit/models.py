@@ -116,12 +116,14 @@ COPY_WORDS = [f"w{i}" for i in range(60)]  # the copying translation model's voc
 
 def write_copying_translation(repo: Path, name: str, *, step_delay_us: int = 0, max_batch_size: int = 8,
                               max_queue_size: int | None = None, max_output_length: int = 64,
-                              step_work: int = 0) -> Path:  # fmt: skip
+                              step_work: int = 0, greedy: bool = False, decoding: str | None = None) -> Path:  # fmt: skip
     """A real translation model (encoder + decoder_step graphs, a tokenizer.json) that translates
     by copying: the output is the input's words (``COPY_WORDS``), one per decode step, then EOS.
     ``step_delay_us`` (the batcher's max_queue_delay) paces every graph run of a partial batch,
     so a decode lasts about (words + 1) x the delay on any machine (a full batch does not wait).
-    ``step_work``: that many 1024 x 1024 matmuls per row and step, for real compute per row."""
+    ``step_work``: that many 1024 x 1024 matmuls per row and step, for real compute per row.
+    ``greedy``: also the in-graph greedy search (``greedy.onnx``, listed in the config's graphs);
+    ``decoding``: ``parameters.decoding`` (None: the pipeline's default)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3} | {w: i + 4 for i, w in enumerate(COPY_WORDS)}
@@ -171,15 +173,26 @@ def write_copying_translation(repo: Path, name: str, *, step_delay_us: int = 0, 
     save(helper.make_model(encoder, opset_imports=OPSET), version / "encoder.onnx")
     save(helper.make_model(decoder, opset_imports=OPSET), version / "decoder_step.onnx")
     tokenizer.save(str(version / "tokenizer.json"))
+    graphs = {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+    parameters = {"tokenizer": "tokenizer.json", "pad_id": 0, "start_id": 1, "eos_id": 2,
+                  "max_source_length": max_output_length, "max_output_length": max_output_length}  # fmt: skip
+    if greedy:
+        from app.tasks.translation.decoding import DecodingSpec
+        from app.training.greedy_graph import compose_greedy
+
+        spec = DecodingSpec(start_id=1, eos_id=2, suppressed_ids=(0, 1), max_output_length=max_output_length)
+        model = compose_greedy(onnx.load(version / "encoder.onnx"), onnx.load(version / "decoder_step.onnx"), spec)
+        onnx.save(model, version / "greedy.onnx")
+        graphs["greedy"] = "greedy.onnx"
+    if decoding:
+        parameters["decoding"] = decoding
     # fixed: every partial step waits the delay (the adaptive policy would run a lone group at once)
     batching = {"max_queue_delay_microseconds": step_delay_us, "delay_policy": "fixed"}
     if max_queue_size:
         batching["max_queue_size"] = max_queue_size
     (folder / "config.yaml").write_text(yaml.safe_dump({
-        "task": "translation", "graphs": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"},
-        "max_batch_size": max_batch_size, "dynamic_batching": batching,
-        "parameters": {"tokenizer": "tokenizer.json", "pad_id": 0, "start_id": 1, "eos_id": 2,
-                       "max_source_length": max_output_length, "max_output_length": max_output_length}}))  # fmt: skip
+        "task": "translation", "graphs": graphs, "max_batch_size": max_batch_size, "dynamic_batching": batching,
+        "parameters": parameters}))  # fmt: skip
     return folder
 
 

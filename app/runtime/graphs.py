@@ -31,13 +31,18 @@ class Graph:
     batcher: "DynamicBatcher | None" = None  # set when the version starts serving
 
 
-def load_graphs(version_dir: Path, config: ModelConfig, options: RuntimeOptions, label: str) -> dict[str, Graph]:
-    """Sessions for every graph of ``config`` in ``version_dir`` (blocking: run on a loader thread)."""
+def load_graphs(version_dir: Path, config: ModelConfig, options: RuntimeOptions, label: str,
+                optional: frozenset[str] = frozenset()) -> dict[str, Graph]:  # fmt: skip
+    """Sessions for every graph of ``config`` in ``version_dir`` (blocking: run on a loader thread);
+    an ``optional`` graph whose file is missing is left out."""
     batched = config.max_batch_size > 0
     graphs: dict[str, Graph] = {}
     for i, (name, file) in enumerate(config.graphs.items()):
         path = version_dir / file
         if not path.is_file():
+            if name in optional:
+                log.info("%s: no %s in this version; graph %r left out", label, file, name)
+                continue
             raise FileNotFoundError(f"{path} is missing")
         pool = SessionPool(path, config.instance_group, options, label=f"{label}/{name}")
         g_in, g_out = graph_specs(pool.sessions[0], batched)

@@ -114,6 +114,9 @@ class Pipeline(ABC, Generic[Req, Resp]):
     task: ClassVar[str]
     request_type: ClassVar[type[TaskRequest]]
     response_type: ClassVar[type[TaskResponse]]
+    # Graphs of config.yaml that a version may lack (versions exported before the graph existed): loaded
+    # when the file is there, skipped when not; the pipeline sees which in ``inputs``.
+    optional_graphs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, version_dir: Path, config: ModelConfig, settings: Settings, inputs: dict[str, list[str]]):
         """``inputs``: the input names of each graph, as loaded."""

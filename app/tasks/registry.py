@@ -52,6 +52,12 @@ def load_model_config(path: Path, folder_name: str) -> ModelConfig:
     return load_config(path, folder_name, tasks=tuple(tasks()))
 
 
+def optional_graphs(config: ModelConfig) -> frozenset[str]:
+    """The graphs a version of this model may lack (``Pipeline.optional_graphs`` of its task)."""
+    task = tasks().get(config.task)
+    return task.pipeline.optional_graphs if task else frozenset()
+
+
 def build_pipeline(version_dir: Path, config: ModelConfig, settings: Settings,
                    inputs: dict[str, list[str]]) -> Pipeline | None:  # fmt: skip
     """The pipeline of a model version (None for `generic` models, served only through OIP infer)."""

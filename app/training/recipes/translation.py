@@ -473,7 +473,7 @@ def translation_model_config(parameters: dict[str, Any]) -> dict[str, Any]:
     """config.yaml of a translation model (trained here or imported)."""
     return {
         "task": "translation",
-        "graphs": {"encoder": ENCODER_FILE, "decoder_step": DECODER_STEP_FILE},
+        "graphs": {"encoder": ENCODER_FILE, "decoder_step": DECODER_STEP_FILE, GREEDY_GRAPH: GREEDY_FILE},
         "max_batch_size": 32,
         "dynamic_batching": {"max_queue_delay_microseconds": 1000},
         "warmup": {"batch_sizes": [1, 8]},

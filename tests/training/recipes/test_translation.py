@@ -50,7 +50,7 @@ def test_smoke_run_publishes_two_graphs_that_decode_like_torch(smoke_repository)
     assert sorted(p.name for p in version_dir.iterdir()) == ["card.json", "decoder_step.onnx", "encoder.onnx",
                                                              "greedy.onnx", "tokenizer.json"]
     config = load_config(version_dir.parent / "config.yaml", "translation-de-en")
-    assert config.graphs == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+    assert config.graphs == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx", "greedy": "greedy.onnx"}
     card = json.loads((version_dir / "card.json").read_text())
     encoder_parity, step_parity, decode_parity, greedy_parity = card["parity"]
     assert encoder_parity["max_abs_diff"] <= 1e-4 and step_parity["max_abs_diff"] <= 1e-4
