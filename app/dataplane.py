@@ -21,7 +21,7 @@ from app.protocol.datatypes import oip_datatype
 from app.config import Settings
 from app.errors import DendriteError, Forbidden, InvalidInput, ModelNotReady, NotFound, outcome_of
 from app.metrics import Metrics
-from app.protocol.model_config import TensorSpec
+from app.protocol.model_config import ModelConfig, TensorSpec
 from app.protocol.types import InferRequest, InferResponse, RequestedOutput, Tensor
 from app.repository.version import ModelVersion, State
 from app.repository.manager import ModelRepository
@@ -95,15 +95,13 @@ class DataPlane:
         except ModelNotReady:
             return False
 
-    def model_config(self, name: str, version: str | None = None) -> dict[str, Any]:
+    def model_config(self, name: str, version: str | None = None) -> ModelConfig:
         """The configuration a model version really runs with: its config.yaml with the server settings
         resolved (``effective_config``) and, once loaded, its tensors as the graph and config.yaml agree."""
         mv = self.repository.get(name, version)
-        config = mv.config.model_dump(mode="json")
-        if mv.graphs:
-            config["inputs"] = [s.model_dump(mode="json") for s in mv.default_graph.inputs]
-            config["outputs"] = [s.model_dump(mode="json") for s in mv.default_graph.outputs]
-        return config
+        if not mv.graphs:
+            return mv.config
+        return mv.config.model_copy(update={"inputs": mv.default_graph.inputs, "outputs": mv.default_graph.outputs})
 
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         mv = self.repository.get(name, version)

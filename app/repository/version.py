@@ -93,17 +93,16 @@ class ModelVersion:
     # ------------------------------------------------------------------ loading
     def load_sync(self, settings: Settings) -> None:
         """Create sessions, check the config against the graphs, warm up. Runs on a worker thread."""
-        options = RuntimeOptions(settings.intra_op_threads, settings.allow_spinning, settings.cpu_mem_arena,
-                                 settings.intra_op_thread_cap())  # fmt: skip
         from app.tasks.registry import build_pipeline, optional_graphs
 
         cfg = self.config  # effective: server settings already resolved into it (effective_config)
+        # the intra-op threads (capped for workers) are in cfg.instance_group already: only the rest here
+        options = RuntimeOptions(allow_spinning=settings.allow_spinning, cpu_mem_arena=settings.cpu_mem_arena)
         label = f"{self.name}/{self.version}"
         self.graphs = load_graphs(self.path, cfg, options, label, optional_graphs(cfg))
         if cfg.warmup.enabled:
             warm_up(self.graphs, cfg, label)
         # Task files (labels, tokenizer, catalogue) are part of the version: a bad one fails the load.
-
         self.pipeline = build_pipeline(self.path, cfg, settings,
                                        {n: [s.name for s in g.inputs] for n, g in self.graphs.items()})
 
